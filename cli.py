@@ -228,13 +228,15 @@ def train(task, config, overrides):
 @click.option("--float", "full_precision", is_flag=True, help="Store float32 weights instead of int8.")
 @click.option("--diffusion-input", type=click.Choice(["codes", "latents"]), default="codes", show_default=True,
               help="What the diffusion decoder was trained on.")
+@click.option("--cond-seconds", type=click.FloatRange(0.5, 30), default=3.0, show_default=True,
+              help="Seconds of each voice clip used for conditioning (the trainers' data.cond_seconds).")
 @user_errors
-def export_model(dst, gpt_path, diffusion_path, dvae_path, name, full_precision, diffusion_input):
+def export_model(dst, gpt_path, diffusion_path, dvae_path, name, full_precision, diffusion_input, cond_seconds):
     """Assemble trained components into the model directory DST."""
     from tts.train.export import export_model as export
 
     export(dst, gpt_path, diffusion_path, dvae_path, name=name, int8=not full_precision,
-           diffusion_input=diffusion_input)
+           diffusion_input=diffusion_input, cond_seconds=cond_seconds)
     click.echo(f"wrote {dst}")
 
 

@@ -25,7 +25,7 @@ def silence_codes(dvae) -> tuple[int, tuple[int, ...]]:
 
 
 def export_model(dst: str | Path, gpt_path: str | Path, diffusion_path: str | Path, dvae_path: str | Path,
-                 name: str = "triforce-small", cond_seconds: float = 4.0, int8: bool = True,
+                 name: str = "triforce-small", cond_seconds: float = 3.0, int8: bool = True,
                  diffusion_input: str = "codes", presets: dict | None = None) -> Path:
     gpt = load_component(gpt_path, "gpt")
     diffusion = load_component(diffusion_path, "diffusion")
