@@ -206,8 +206,11 @@ def convert_tortoise(src, dst, half):
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Override a config value, e.g. --set optim.steps=100 (repeatable).")
+@click.option("--export", "export_weights", type=click.Choice(["ema", "live"]), default=None,
+              help="Do not train: rewrite the run's model.safetensors from its checkpoint, from the averaged "
+                   "(ema) or the current (live) weights.")
 @user_errors
-def train(task, config, overrides):
+def train(task, config, overrides, export_weights):
     """Train TASK (dvae, gpt or diffusion) from the TOML file CONFIG; resumes where a run stopped.
 
     Several processes: python -m torch.distributed.run --nproc_per_node N -m tts.train TASK CONFIG
@@ -215,7 +218,7 @@ def train(task, config, overrides):
     from tts.train.run import train as run_training
 
     logging.getLogger("tts").setLevel(logging.INFO)
-    run_training(task, config, list(overrides))
+    run_training(task, config, list(overrides), export=export_weights)
 
 
 @main.command("export-model")

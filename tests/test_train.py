@@ -114,3 +114,40 @@ def test_config_errors(tmp_path):
         config.with_overrides(["steps=3"])
     with pytest.raises(TTSError, match="configures 'gpt', not 'dvae'"):
         train("dvae", CONFIGS / "gpt.toml")
+
+
+def test_ema_warms_up_then_holds_its_decay():
+    import torch
+
+    from tts.train.loop import EMA
+
+    module = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        module.weight.fill_(0.0)
+    ema = EMA(module, decay=0.999)
+    with torch.no_grad():
+        module.weight.fill_(1.0)
+    ema.update(module)  # first decay (1 + 0) / (10 + 0) = 0.1: the average moves 90% of the way at once
+    assert ema.shadow["weight"].item() == pytest.approx(0.9)
+    ema.updates = 100_000
+    assert ema.current_decay() == 0.999
+
+
+def test_export_rewrites_the_component_from_live_or_averaged_weights(corpus, tmp_path):
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=3) + ["run.ema=0.999"])
+    component = tmp_path / "dvae" / "model.safetensors"
+    averaged = load_file(str(component))
+    args = ["train", "dvae", str(CONFIGS / "dvae.toml")]
+    for item in overrides("dvae", corpus, tmp_path, steps=3):
+        args += ["--set", item]
+    result = CliRunner().invoke(main, args + ["--export", "live"])
+    assert result.exit_code == 0, result.output
+    live = load_file(str(component))
+    assert live.keys() == averaged.keys() and any(not live[k].equal(averaged[k]) for k in live)
+    assert [r["step"] for r in csv.DictReader(open(tmp_path / "dvae" / "log.csv"))] == ["1", "2", "3"]  # no training
+    empty = [a.replace(str(tmp_path / "dvae"), str(tmp_path / "none")) for a in args]
+    result = CliRunner().invoke(main, empty + ["--export", "ema"])
+    assert result.exit_code != 0 and "has no checkpoint to export" in result.output

@@ -8,12 +8,19 @@ from .loop import Trainer
 from .tasks import make_task
 
 
-def train(task: str, config_path: str, overrides: list[str] | None = None) -> Trainer:
+def train(task: str, config_path: str, overrides: list[str] | None = None, export: str | None = None) -> Trainer:
+    """Train (resuming a run that stopped); with `export` ("ema" or "live") only rewrite the run's
+    component file from its checkpoint."""
     config = load_config(config_path)
     if overrides:
         config = config.with_overrides(overrides)
     if config.task != task:
         raise TTSError(f"{config_path} configures {config.task!r}, not {task!r}")
     trainer = Trainer(config, make_task)
-    trainer.run()
+    if export is not None:
+        if trainer.step == 0:
+            raise TTSError(f"{config.run.out} has no checkpoint to export")
+        trainer.export(export)
+    else:
+        trainer.run()
     return trainer
