@@ -63,6 +63,9 @@ def test_diffusion_on_gpt_latents(trained, corpus, tmp_path):
 
 def test_resume_continues_from_the_checkpoint(corpus, tmp_path):
     train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=2))
+    log = tmp_path / "dvae" / "log.csv"
+    columns = log.read_text().splitlines()[0].count(",")
+    log.write_text(log.read_text() + "3" + ",0" * columns + "\n")  # logged after the checkpoint, then a crash
     trainer = train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=3))
     assert trainer.step == 3
     assert [r["step"] for r in csv.DictReader(open(tmp_path / "dvae" / "log.csv"))] == ["1", "2", "3"]
