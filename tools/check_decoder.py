@@ -17,14 +17,16 @@ import torch
 
 from tts import audio
 from tts.checkpoints import load_component
+from tts.errors import TTSError
 from tts.evaluate import error_rates, load_judges, scoring_text
 from tts.pipeline import TextToSpeech
 from tts.sampling.diffusion import generate_mel
 from tts.sampling.options import preset
+from tts.train.config import DataConfig
 from tts.train.data import Corpus
 from tts.voices import VoiceLibrary
 
-VAL_FRACTION = 0.02  # tts.train.config's default: the trainers never saw these utterances
+VAL_FRACTION = DataConfig().val_fraction  # the trainers' held-out split: they never saw these utterances
 
 
 def main() -> None:
@@ -71,4 +73,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except TTSError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -277,7 +277,7 @@ class CsvLog:
     """Appends rows to a CSV file; the header is the union of keys seen (rewritten when it grows).
     Rows after `resumed_at` (logged by a run that stopped before its next checkpoint) are dropped."""
 
-    def __init__(self, path: Path, resumed_at: int = 0):
+    def __init__(self, path: Path, resumed_at: int):
         self.path = path
         self.rows: list[dict] = []
         if path.is_file():
