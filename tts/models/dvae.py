@@ -5,7 +5,10 @@ projection into the codebook space. Quantiser: encoder outputs and codebook entr
 vectors (l2-normalised lookup, which keeps the whole codebook in use); the nearest entry is chosen;
 the codebook is learned by exponential moving averages of the encoder outputs assigned to each entry
 (VQ-VAE with EMA), with unused entries restarted from random encoder outputs. Decoder: mirror image with nearest-neighbour
-upsampling. In the Tortoise configuration: 80 mels, 8192 codes, x4 downsampling (one code per
+upsampling. With ``speaker_dim > 0`` the decoder also hears a speaker vector (from a clip of the
+same speaker, :class:`~tts.models.blocks.SpeakerEncoder`) added after each of its residual blocks,
+so the codes need not spend their few bits on timbre and carry content instead (as LSCodec does).
+In the Tortoise configuration: 80 mels, 8192 codes, x4 downsampling (one code per
 1024 samples at 22.05 kHz).
 
 The model works on log mels mapped to [-1, 1] (:func:`tts.audio.normalize_mel`); losses live in
@@ -20,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import SpeakerEncoder
+
 
 @dataclass
 class DVAEConfig:
@@ -33,6 +38,8 @@ class DVAEConfig:
     ema_decay: float = 0.99
     restart_below: float = 0.03  # restart codes used less than this fraction of the average
     commitment: float = 0.25  # weight of the commitment term in `forward`'s loss
+    speaker_dim: int = 0  # > 0: the decoder is conditioned on a speaker vector of this size
+    speaker_channels: int = 128  # width of the speaker encoder
 
     @classmethod
     def tortoise(cls) -> "DVAEConfig":
@@ -141,21 +148,48 @@ class DVAE(nn.Module):
             dec += [ResBlock(ch, k) for _ in range(config.resblocks)]
         dec += [nn.Conv1d(ch, config.mel_channels, 1)]
         self.decoder = nn.Sequential(*dec)
+        if config.speaker_dim:
+            self.speaker_encoder = SpeakerEncoder(config.mel_channels, config.speaker_channels, config.speaker_dim)
+            blocks = sum(isinstance(layer, ResBlock) for layer in self.decoder)
+            self.speaker_proj = nn.ModuleList(nn.Linear(config.speaker_dim, ch) for _ in range(blocks))
+
+    @property
+    def conditioned(self) -> bool:
+        return bool(self.config.speaker_dim)
+
+    def speaker(self, ref_mel: torch.Tensor) -> torch.Tensor:
+        """Normalised mel of a reference clip (B, C, F) -> speaker vector (B, speaker_dim)."""
+        return self.speaker_encoder(ref_mel)
+
+    def _decode(self, quantised: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
+        """(B, codebook_dim, L) -> normalised mel (B, C, L * f); `speaker` (B, speaker_dim)."""
+        if self.conditioned and speaker is None:
+            raise ValueError("this DVAE's decoder needs a speaker vector (DVAE.speaker)")
+        x, block = quantised, 0
+        for layer in self.decoder:
+            x = layer(x)
+            if self.conditioned and isinstance(layer, ResBlock):
+                x = x + self.speaker_proj[block](speaker).to(x.dtype)[:, :, None]
+                block += 1
+        return x
 
     def _trim(self, mel: torch.Tensor) -> torch.Tensor:
         usable = mel.shape[-1] // self.config.downsample_factor * self.config.downsample_factor
         return mel[..., :usable]
 
-    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, mel: torch.Tensor, ref_mel: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised mel (B, C, T) -> (reconstruction (B, C, T'), commitment loss, codes (B, T' / f)).
 
-        T' is T rounded down to a multiple of the downsampling factor.
+        T' is T rounded down to a multiple of the downsampling factor. `ref_mel` (B, C, F): a clip of
+        the same speaker, for a speaker-conditioned decoder.
         """
         mel = self._trim(mel)
         z = self.encoder(mel)  # (B, codebook_dim, T'/f)
         quantised, codes = self.quantizer(z)
         commitment = self.config.commitment * F.mse_loss(F.normalize(z, dim=1), quantised.detach())
-        return self.decoder(quantised), commitment, codes
+        speaker = self.speaker(ref_mel) if self.conditioned else None
+        return self._decode(quantised, speaker), commitment, codes
 
     @torch.no_grad()
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
@@ -165,6 +199,7 @@ class DVAE(nn.Module):
         return self.quantizer.codes(z.transpose(1, 2).reshape(-1, d).float()).view(b, t)
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, L) -> normalised mel (B, C, L * f)."""
-        return self.decoder(self.quantizer.codebook[codes].transpose(1, 2))
+    def decode(self, codes: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes (B, L) -> normalised mel (B, C, L * f); `speaker` (B, speaker_dim) from
+        :meth:`speaker` when the decoder is conditioned."""
+        return self._decode(self.quantizer.codebook[codes].transpose(1, 2), speaker)

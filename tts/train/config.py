@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import TTSError
 
-TASKS = ("dvae", "gpt", "diffusion")
+TASKS = ("dvae", "gpt", "diffusion", "flow")
 
 
 @dataclass

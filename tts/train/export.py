@@ -1,5 +1,7 @@
-"""Assemble a model directory from trained components: phoneme GPT + diffusion decoder + the
-universal HiFi-GAN vocoder (referenced, not copied), with the DVAE's silence codes for the fix-up."""
+"""Assemble a model directory from trained components: phoneme GPT + a decoder (the DVAE with its flow
+decoder, or a diffusion decoder) + the universal HiFi-GAN vocoder (referenced, not copied), with the
+DVAE's silence codes for the fix-up. Without a GPT the directory is decoder-only: it reconstructs
+speech (`tts reconstruct`) but does not read text."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import torch
 
 from .. import audio
 from ..checkpoints import UNIVERSAL_HIFIGAN, ModelCard, load_component, save_model_dir
+from ..errors import TTSError
 from ..text.phonemes import PhonemeTokenizer
 
 SILENCE_SECONDS = 2.0
@@ -24,17 +27,35 @@ def silence_codes(dvae) -> tuple[int, tuple[int, ...]]:
     return steady, tuple(int(c) for c in codes[-3:])
 
 
-def export_model(dst: str | Path, gpt_path: str | Path, diffusion_path: str | Path, dvae_path: str | Path,
-                 name: str = "triforce-small", cond_seconds: float = 3.0, int8: bool = True,
+#: The flow decoder's Euler steps per preset (the presets' diffusion step counts are Tortoise's).
+FLOW_PRESETS = {"ultra_fast": {"diffusion_steps": 4}, "fast": {"diffusion_steps": 8},
+                "standard": {"diffusion_steps": 16}, "high_quality": {"diffusion_steps": 32}}
+
+
+def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: str | Path | None,
+                 dvae_path: str | Path, flow_path: str | Path | None = None, name: str = "triforce-small",
+                 cond_seconds: float = 3.0, int8: bool = False, dtype: torch.dtype | None = torch.float16,
                  diffusion_input: str = "codes", presets: dict | None = None) -> Path:
-    gpt = load_component(gpt_path, "gpt")
-    diffusion = load_component(diffusion_path, "diffusion")
-    silence, end = silence_codes(load_component(dvae_path, "dvae"))
+    """Write DST. Exactly one of `diffusion_path` and `flow_path`; `int8` stores large matrices as
+    int8 (smallest, not for restarting training), else floats in `dtype` (None: float32)."""
+    if (diffusion_path is None) == (flow_path is None):
+        raise TTSError("give one decoder: a flow decoder (with its DVAE) or a diffusion decoder")
+    dvae = load_component(dvae_path, "dvae")
+    silence, end = silence_codes(dvae)
     cond_samples = int(cond_seconds * audio.HIFIGAN_SAMPLE_RATE)
+    modules = {"vocoder": UNIVERSAL_HIFIGAN}
+    if gpt_path is not None:
+        modules["gpt"] = load_component(gpt_path, "gpt")
+    if flow_path is not None:
+        modules.update(dvae=dvae, flow=load_component(flow_path, "flow"))
+        presets = {**FLOW_PRESETS, **(presets or {})}
+    else:
+        modules["diffusion"] = load_component(diffusion_path, "diffusion")
     card = ModelCard(
         name=name, tokenizer="phonemes", phonemes=PhonemeTokenizer().to_dict(),
         cond_mel=audio.HIFIGAN_MEL.name, cond_samples=cond_samples, cond_norm="range",
         diffusion_mel=audio.HIFIGAN_MEL.name, diffusion_cond_samples=cond_samples,
         diffusion_input=diffusion_input, silence_code=silence, end_codes=end, presets=presets or {},
+        decoder="flow" if flow_path is not None else "diffusion",
     )
-    return save_model_dir(dst, card, int8=int8, gpt=gpt, diffusion=diffusion, vocoder=UNIVERSAL_HIFIGAN)
+    return save_model_dir(dst, card, int8=int8, dtype=None if int8 else dtype, **modules)

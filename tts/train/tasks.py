@@ -24,6 +24,7 @@ from ..checkpoints import load_component, save_component
 from ..errors import TTSError
 from ..models.diffusion import DiffusionConfig, DiffusionDecoder
 from ..models.dvae import DVAE, DVAEConfig
+from ..models.flow import FlowConfig, FlowDecoder
 from ..models.gpt import GPTConfig, SpeechGPT
 from ..sampling.diffusion import TRAINED_STEPS, NoiseSchedule, linear_betas
 from ..text.phonemes import PhonemeTokenizer
@@ -71,9 +72,10 @@ class DVAETraining(nn.Module):
         super().__init__()
         self.dvae = DVAE(config)
 
-    def forward(self, mel: torch.Tensor) -> dict[str, torch.Tensor]:
-        """mel: normalised (B, C, T) with T a multiple of the downsampling factor."""
-        recon, commitment, codes = self.dvae(mel)
+    def forward(self, mel: torch.Tensor, ref_mel: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """mel: normalised (B, C, T) with T a multiple of the downsampling factor; ref_mel (B, C, F):
+        normalised clips of the same speakers (other utterances), for a speaker-conditioned decoder."""
+        recon, commitment, codes = self.dvae(mel, ref_mel)
         mse = F.mse_loss(recon.float(), mel)
         counts = torch.bincount(codes.flatten(), minlength=self.dvae.config.num_tokens).float()
         probs = counts / counts.sum()
@@ -93,12 +95,17 @@ class DVAETask:
         self.splits = dict(zip(("train", "val"), self.corpus.split(config.data.val_fraction)))
         f = model_config.downsample_factor
         self.frames = max(f, int(config.data.crop_seconds * MEL.sample_rate / MEL.hop_length) // f * f)
+        self.cond_frames = cond_frames(config) if model_config.speaker_dim else 0
 
     def batches(self, split: str, rng: random.Random, shard: tuple[int, int]) -> Iterator[dict]:
         items = self.splits[split]
         for idx in bucketed_batches([u.duration for u in items], self.config.data.batch_size, rng, shard):
             mels = [crop_or_pad(self.corpus.mel(items[i]), self.frames, rng) for i in idx]
-            yield {"mel": audio.normalize_mel(torch.from_numpy(np.stack(mels)))}
+            batch = {"mel": audio.normalize_mel(torch.from_numpy(np.stack(mels)))}
+            if self.cond_frames:
+                refs = [self.corpus.cond_mel(items[i].speaker, items[i].id, self.cond_frames, rng) for i in idx]
+                batch["ref_mel"] = audio.normalize_mel(torch.from_numpy(np.stack(refs)))
+            yield batch
 
     def export(self, module: nn.Module, run_dir: Path) -> Path:
         path = run_dir / EXPORT_FILE
@@ -169,6 +176,20 @@ class CodedCorpusTask:
                 "code_lengths": torch.tensor([len(c) for c in codes]),
                 "cond_raw": torch.from_numpy(np.stack(conds))[:, None],  # (B, 1, C, F) log mel
             }
+
+
+def crop(batch: dict, crop_codes: int, pad_code: int, rng: random.Random) -> dict:
+    """Random windows of at most `crop_codes` codes from each row; "code_starts" says where each
+    window starts, for cutting the matching mel frames."""
+    rows, starts, lengths = [], [], []
+    for codes, n in zip(batch["codes"], batch["code_lengths"].tolist()):
+        keep = min(n, crop_codes)
+        start = rng.randrange(n - keep + 1)
+        rows.append(codes[start:start + keep].numpy())
+        starts.append(start)
+        lengths.append(keep)
+    return {**batch, "codes": pad_stack(rows, pad_code, torch.long), "code_lengths": torch.tensor(lengths),
+            "code_starts": starts}
 
 
 class GPTTask(CodedCorpusTask):
@@ -267,7 +288,7 @@ class DiffusionTask(CodedCorpusTask):
         stop_text = self.gpt.config.stop_text_token if self.gpt is not None else self.tokenizer.stop_id
         for utts, batch in self.raw_batches(split, rng, shard, stop_text, self.pad_code):
             if self.crop_codes and self.gpt is None:
-                batch = self._crop(batch, rng)
+                batch = crop(batch, self.crop_codes, self.pad_code, rng)
             if self.gpt is None:
                 aligned = batch["codes"]
             else:
@@ -291,25 +312,79 @@ class DiffusionTask(CodedCorpusTask):
                 "cond_mels": batch["cond_raw"],
             }
 
-    def _crop(self, batch: dict, rng: random.Random) -> dict:
-        """Random windows of at most `crop_codes` codes (and their mel frames) from each row."""
-        rows, starts, lengths = [], [], []
-        for codes, n in zip(batch["codes"], batch["code_lengths"].tolist()):
-            keep = min(n, self.crop_codes)
-            start = rng.randrange(n - keep + 1)
-            rows.append(codes[start:start + keep].numpy())
-            starts.append(start)
-            lengths.append(keep)
-        return {**batch, "codes": pad_stack(rows, self.pad_code, torch.long), "code_lengths": torch.tensor(lengths),
-                "code_starts": starts}
-
     def export(self, module: nn.Module, run_dir: Path) -> Path:
         path = run_dir / EXPORT_FILE
         save_component(path, "diffusion", module.diffusion)
         return path
 
 
-TASKS = {"dvae": DVAETask, "gpt": GPTTask, "diffusion": DiffusionTask}
+# ---------------------------------------------------------------------------------------------- flow
+
+class FlowTraining(nn.Module):
+    """Conditional flow matching from the noised coarse mel to the real mel (tts.models.flow)."""
+
+    def __init__(self, config: FlowConfig):
+        super().__init__()
+        self.flow = FlowDecoder(config)
+
+    def forward(self, mel, mel_mask, coarse, codes, ref_mel) -> dict[str, torch.Tensor]:
+        """mel, coarse (B, C, T) normalised; mel_mask (B, 1, T); codes (B, T / 4); ref_mel (B, C, F)."""
+        b = mel.shape[0]
+        t = torch.rand(b, device=mel.device)
+        x0 = self.flow.prior(coarse)
+        tt = t[:, None, None]
+        x_t = (1 - tt) * x0 + tt * mel
+        velocity = self.flow(x_t, t, coarse, codes, self.flow.speaker(ref_mel), mel_mask).float()
+        weight = mel_mask.expand_as(mel)
+        mse = ((velocity - (mel - x0)) ** 2 * weight).sum() / weight.sum()
+        prior_mse = ((coarse - mel) ** 2 * weight).sum() / weight.sum()  # how far the DVAE's guess is
+        return {"loss": mse, "mse": mse.detach(), "prior_mse": prior_mse.detach()}
+
+
+class FlowTask(CodedCorpusTask):
+    """Trains the flow decoder on random windows of DVAE codes, the DVAE's (speaker-conditioned)
+    coarse mel of those codes, and the real mel."""
+
+    find_unused_parameters = False
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        super().__init__(config, device)
+        self.frames_per_code = self.dvae.config.downsample_factor
+        self.pad_code = self.dvae.config.num_tokens
+        seconds_per_code = MEL.hop_length * self.frames_per_code / MEL.sample_rate
+        self.crop_codes = max(1, int(config.data.crop_seconds / seconds_per_code))
+        model_config = _model_config(FlowConfig, config, mel_channels=MEL.n_mels, num_codes=self.dvae.config.num_tokens,
+                                     frames_per_code=self.frames_per_code)
+        self.module = FlowTraining(model_config)
+
+    @torch.no_grad()
+    def batches(self, split: str, rng: random.Random, shard: tuple[int, int]) -> Iterator[dict]:
+        stop = self.tokenizer.stop_id
+        for utts, batch in self.raw_batches(split, rng, shard, stop, self.pad_code):
+            batch = crop(batch, self.crop_codes, self.pad_code, rng)
+            f = self.frames_per_code
+            frames = [int(n) * f for n in batch["code_lengths"]]
+            mels = [audio.normalize_mel(torch.from_numpy(self.corpus.mel(u)[:, s * f:s * f + n])).numpy()
+                    for u, n, s in zip(utts, frames, batch["code_starts"])]
+            codes = batch["codes"]
+            longest = codes.shape[1] * f
+            mask = torch.zeros(len(utts), 1, longest)
+            for i, n in enumerate(frames):
+                mask[i, :, :n] = 1
+            ref = audio.normalize_mel(batch["cond_raw"][:, 0])  # (B, C, F)
+            speaker = self.dvae.speaker(ref) if self.dvae.conditioned else None
+            coarse = self.dvae.decode(codes.clamp_max(self.pad_code - 1), speaker)  # (B, C, T)
+            mel = pad_stack(mels, -1.0)[:, :, :longest]
+            yield {"mel": mel, "mel_mask": mask, "coarse": coarse * mask + (1 - mask) * -1.0, "codes": codes,
+                   "ref_mel": ref}
+
+    def export(self, module: nn.Module, run_dir: Path) -> Path:
+        path = run_dir / EXPORT_FILE
+        save_component(path, "flow", module.flow)
+        return path
+
+
+TASKS = {"dvae": DVAETask, "gpt": GPTTask, "diffusion": DiffusionTask, "flow": FlowTask}
 
 
 def make_task(config: TrainConfig, device: torch.device):
