@@ -308,6 +308,10 @@ def test_build_writes_audio_manifest_and_readme(tmp_path, pool, fake_voices):
         assert f"| {source} |" in readme
     assert texts.SOURCES["wordnet"].licence in readme
     assert json.loads((out / "corpus.json").read_text())["speakers"] == speakers
+    # the build time is recorded and shown
+    (run,) = corpus_module.read_builds(out)
+    assert run["new_items"] == len(records) and run["wall_s"] > 0 and run["voices"]["fake"]["items"] == len(records)
+    assert "## Build time" in readme and "| fake | " in readme.split("## Build time")[1]
 
 
 def test_variant_audio_is_pitch_shifted(tmp_path, pool, fake_voices):

@@ -20,7 +20,7 @@ SMALL = {
     "dvae": ["model.channels=16", "model.num_tokens=32", "model.codebook_dim=8", "model.resblocks=1",
              "model.speaker_dim=8", "model.speaker_channels=8", "data.crop_seconds=0.5", "data.cond_seconds=0.5"],
     "gpt": ["model.layers=1", "model.model_dim=64", "model.heads=1", "model.conditioning_blocks=1",
-            "data.cond_seconds=0.5"],
+            "data.cond_seconds=0.5", "task.alignment={layers=[0], heads=1}", "data.short_first_steps=0", "data.val_fraction=0.8"],
     "diffusion": ["model.model_channels=64", "model.num_layers=1", "model.num_heads=1", "data.cond_seconds=0.5"],
     "flow": ["model.channels=16", "model.layers=2", "model.code_dim=8", "model.speaker_dim=8",
              "model.speaker_channels=8", "model.time_dim=16", "data.cond_seconds=0.5", "data.crop_seconds=0.5"],
@@ -55,6 +55,23 @@ def test_one_step_writes_weights_log_and_plot(trained, task):
     assert (run / "losses.png").read_bytes()[:4] == b"\x89PNG"
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert rows[-1]["step"] == "1" and float(rows[-1]["loss"]) > 0 and rows[-1]["val_loss"]
+
+
+def test_gpt_logs_alignment_and_the_text_swap_gap(trained):
+    rows = list(csv.DictReader(open(trained / "gpt" / "log.csv")))
+    assert float(rows[-1]["align"]) > 0 and 0 <= float(rows[-1]["diagonality"]) <= 1
+    assert rows[-1]["val_swap_gap"] != "" and rows[-1]["val_mel_ce_swapped"] != ""
+
+
+def test_attention_gate_plots_the_guided_heads(trained, corpus, tmp_path):
+    from tts.train.gpt_gates import attention_maps, plot_attention
+
+    maps = attention_maps(str(trained / "gpt" / "model.safetensors"), str(trained / "dvae" / "model.safetensors"),
+                          str(corpus), layers=[0], heads=1, count=2, seconds=(0.5, 3.0))
+    assert maps and all(a.ndim == 2 and 0 <= score <= 1 for _, a, score in maps)
+    assert all(abs(a.sum(1) - 1).max() < 1e-4 for _, a, _ in maps)  # each speech position's attention sums to 1
+    plot_attention(maps, tmp_path / "a.png", "test")
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_diffusion_on_gpt_latents(trained, corpus, tmp_path):

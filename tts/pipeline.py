@@ -181,7 +181,7 @@ class TextToSpeech:
             cond.gpt = models.gpt.get_conditioning(torch.stack(gpt_mels)[None])  # (1, n_clips, C, T) -> (1, D)
         if models.diffusion is not None:
             cond.diffusion = models.diffusion.get_conditioning(torch.stack(diffusion_mels)[None])
-        if card.decoder == "flow":
+        if card.decoder in ("flow", "dvae"):
             # Speaker vectors: the mean over clips of each clip's vector (clips cut to the same
             # length as the GPT's, from the centre), from the trained-on range [-1, 1] mels.
             refs = torch.stack([audio.normalize_mel(audio.mel_spectrogram(_centre(torch.from_numpy(c).to(self.device),
@@ -189,7 +189,8 @@ class TextToSpeech:
                                 for c in clips])  # (n_clips, C, F)
             if models.dvae.conditioned:
                 cond.dvae_speaker = models.dvae.speaker(refs).mean(0, keepdim=True)
-            cond.flow_speaker = models.flow.speaker(refs).mean(0, keepdim=True)
+            if models.flow is not None:
+                cond.flow_speaker = models.flow.speaker(refs).mean(0, keepdim=True)
         return cond
 
     def _gpt_cond_mel(self, wav: torch.Tensor, samples: int) -> torch.Tensor:
@@ -364,7 +365,7 @@ class TextToSpeech:
             best = self.rerank(text_ids, codes, cond)
             length = max(1, self.fixup.speech_length(fixed[best]))
             offset = n * candidates + i * options.diffusion_steps
-            if self.models.card.decoder == "flow":
+            if self.models.card.decoder in ("flow", "dvae"):
                 mel = self.decode_codes(fixed[best:best + 1, :length], cond, options.diffusion_steps, generator)
                 report(offset + options.diffusion_steps)
                 results.append(self.vocode(audio.denormalize_mel(mel), generator))
@@ -390,13 +391,16 @@ class TextToSpeech:
     def decode_codes(self, codes: torch.Tensor, cond: Conditioning, steps: int,
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """DVAE codes (1, L) -> normalised mel (1, C, 4 L): the DVAE decoder's coarse mel, refined by
-        `steps` Euler steps of the flow decoder; call inside :meth:`inference`."""
+        `steps` Euler steps of the flow decoder (a "dvae" model has none: the coarse mel as it is);
+        call inside :meth:`inference`."""
         dvae, flow = self._flow_decoder()
         coarse = dvae.decode(codes, cond.dvae_speaker)
+        if flow is None:
+            return coarse
         return flow.generate(coarse, codes, steps=steps, generator=generator, speaker=cond.flow_speaker)
 
     def _flow_decoder(self):
-        if self.models.card.decoder != "flow" or self.models.dvae is None or self.models.flow is None:
+        if self.models.card.decoder not in ("flow", "dvae") or self.models.dvae is None:
             raise TTSError("this model has no DVAE and flow decoder: it cannot turn speech into codes and back")
         return self.models.dvae, self.models.flow
 

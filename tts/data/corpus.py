@@ -80,6 +80,7 @@ MAX_FAILURES_IN_ROW = 10  # a speaker whose engine keeps failing is stopped
 QUEUE_PER_WORKER = 2
 
 MANIFEST = "manifest.jsonl"
+BUILDS = "builds.jsonl"  # one line per build run: when, how long, what it made (for the README)
 SETTINGS = "corpus.json"
 README = "README.md"
 LOCK = ".build.lock"
@@ -460,8 +461,38 @@ def build_corpus(
             _run(out, speakers, pool, records, report, workers, progress)
         finally:
             report.wall_s = time.perf_counter() - start
+            _log_build(out, report, workers)
             write_readme(out, read_manifest(out), settings, pool)
     return report
+
+
+def _log_build(out: Path, report: BuildReport, workers: int) -> None:
+    """Append this run's wall time and per-voice work to OUT/builds.jsonl."""
+    voices: dict[str, dict[str, float]] = {}
+    for name, st in report.speakers.items():
+        v = voices.setdefault(_voice_of(name), {"audio_s": 0.0, "item_s": 0.0, "items": 0})
+        v["audio_s"] += st.new_seconds
+        v["item_s"] += st.item_s
+        v["items"] += st.new_items
+    entry = {"finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+             "wall_s": round(report.wall_s, 1), "workers": workers, "cpus": os.cpu_count(),
+             "new_items": report.new_items, "new_audio_s": round(sum(v["audio_s"] for v in voices.values()), 1),
+             "voices": {k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in voices.items() if v["items"]}}
+    with open(out / BUILDS, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def read_builds(out: Path) -> list[dict]:
+    path = out / BUILDS
+    if not path.is_file():
+        return []
+    builds = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            builds.append(json.loads(line))
+        except ValueError:
+            continue
+    return builds
 
 
 def _run(out: Path, speakers: list[Speaker], pool: list[Sentence], records: list[dict], report: BuildReport,
@@ -611,7 +642,33 @@ def write_readme(out: Path, records: list[dict], settings: dict, pool: list[Sent
          "these notices with the corpus and with anything that redistributes it."),
         "",
     ]
+    lines += _build_time_lines(read_builds(out))
     write_text_atomic(out / README, "\n".join(lines))
+
+
+def _build_time_lines(builds: list[dict]) -> list[str]:
+    """The README's build-time section: wall time of every run, and each voice's cost per item."""
+    if not builds:
+        return []
+    wall = sum(b["wall_s"] for b in builds)
+    made = sum(b["new_audio_s"] for b in builds)
+    lines = ["## Build time", "",
+             f"{len(builds)} build run(s), {wall / 60:.1f} min of wall time in all, {made / 3600:.2f} h of audio "
+             f"made (resumed runs add up; `builds.jsonl` has each run). Per voice, summed over runs (CPU time "
+             "of a worker per item: synthesis and processing):", "",
+             "| voice | items | audio (h) | worker time (min) | x real time per worker |", "|---|---|---|---|---|"]
+    voices: dict[str, dict[str, float]] = {}
+    for b in builds:
+        for name, v in b.get("voices", {}).items():
+            acc = voices.setdefault(name, {"audio_s": 0.0, "item_s": 0.0, "items": 0})
+            for key in acc:
+                acc[key] += v.get(key, 0)
+    for name, v in voices.items():
+        speed = v["audio_s"] / v["item_s"] if v["item_s"] else 0.0
+        lines.append(f"| {name} | {int(v['items'])} | {v['audio_s'] / 3600:.2f} | {v['item_s'] / 60:.1f} | {speed:.1f} |")
+    runs = ", ".join(f"{b['finished']} {b['wall_s'] / 60:.1f} min ({b['workers']} workers on {b['cpus']} CPUs)"
+                     for b in builds)
+    return lines + ["", f"Runs: {runs}.", ""]
 
 
 def describe_speed(report: BuildReport, speakers: Sequence[str] | None = None) -> list[str]:

@@ -30,6 +30,8 @@ class DataConfig:
     cond_seconds: float = 4.0  # conditioning clip length (GPT, diffusion)
     val_fraction: float = 0.02
     val_batches: int = 8  # batches of the validation split scored at each validation
+    short_first_seconds: float = 0.0  # > 0 (GPT): only utterances this short...
+    short_first_steps: int = 0  # ...for this many first steps
     speakers: list[str] = field(default_factory=list)  # empty: all
 
 

@@ -36,9 +36,10 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
                  dvae_path: str | Path, flow_path: str | Path | None = None, name: str = "triforce-small",
                  cond_seconds: float = 3.0, int8: bool = False, dtype: torch.dtype | None = torch.float16,
                  diffusion_input: str = "codes", presets: dict | None = None) -> Path:
-    """Write DST. Exactly one of `diffusion_path` and `flow_path`; `int8` stores large matrices as
-    int8 (smallest, not for restarting training), else floats in `dtype` (None: float32)."""
-    if (diffusion_path is None) == (flow_path is None):
+    """Write DST. At most one of `diffusion_path` and `flow_path` (neither: the DVAE's coarse mel is
+    the output, for gating a GPT early); `int8` stores large matrices as int8 (smallest, not for
+    restarting training), else floats in `dtype` (None: float32)."""
+    if diffusion_path is not None and flow_path is not None:
         raise TTSError("give one decoder: a flow decoder (with its DVAE) or a diffusion decoder")
     dvae = load_component(dvae_path, "dvae")
     silence, end = silence_codes(dvae)
@@ -46,16 +47,20 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
     modules = {"vocoder": UNIVERSAL_HIFIGAN}
     if gpt_path is not None:
         modules["gpt"] = load_component(gpt_path, "gpt")
-    if flow_path is not None:
-        modules.update(dvae=dvae, flow=load_component(flow_path, "flow"))
-        presets = {**FLOW_PRESETS, **(presets or {})}
-    else:
+    if diffusion_path is not None:
         modules["diffusion"] = load_component(diffusion_path, "diffusion")
+        decoder = "diffusion"
+    else:
+        modules["dvae"] = dvae
+        if flow_path is not None:
+            modules["flow"] = load_component(flow_path, "flow")
+        decoder = "flow" if flow_path is not None else "dvae"
+        presets = {**FLOW_PRESETS, **(presets or {})}
     card = ModelCard(
         name=name, tokenizer="phonemes", phonemes=PhonemeTokenizer().to_dict(),
         cond_mel=audio.HIFIGAN_MEL.name, cond_samples=cond_samples, cond_norm="range",
         diffusion_mel=audio.HIFIGAN_MEL.name, diffusion_cond_samples=cond_samples,
         diffusion_input=diffusion_input, silence_code=silence, end_codes=end, presets=presets or {},
-        decoder="flow" if flow_path is not None else "diffusion",
+        decoder=decoder,
     )
     return save_model_dir(dst, card, int8=int8, dtype=None if int8 else dtype, **modules)

@@ -236,6 +236,8 @@ class Trainer:
         self.module.train()
         started, sums, micro_batches = time.time(), {}, 0
         while self.step < steps:
+            if hasattr(self.task, "set_step"):
+                self.task.set_step(self.step)
             lr = learning_rate(self.step, cfg)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr

@@ -28,6 +28,7 @@ from ..models.flow import FlowConfig, FlowDecoder
 from ..models.gpt import GPTConfig, SpeechGPT
 from ..sampling.diffusion import TRAINED_STEPS, NoiseSchedule, linear_betas
 from ..text.phonemes import PhonemeTokenizer
+from .alignment import AlignmentConfig, AttentionTap, diagonality, guided_attention_loss
 from .config import TrainConfig
 from .data import MEL, Corpus, Utterance, bucketed_batches, crop_or_pad, pad_stack
 
@@ -119,29 +120,61 @@ def text_ids(tokenizer: PhonemeTokenizer, utt: Utterance, stop: int) -> list[int
     return tokenizer.encode_phonemes(utt.phonemes) + [stop]
 
 
+def cond_frames_for(seconds: float) -> int:
+    return MEL.frames(int(seconds * MEL.sample_rate))
+
+
 def cond_frames(config: TrainConfig) -> int:
-    return MEL.frames(int(config.data.cond_seconds * MEL.sample_rate))
+    return cond_frames_for(config.data.cond_seconds)
 
 
 class GPTTraining(nn.Module):
-    def __init__(self, config: GPTConfig):
+    """Code cross-entropy (plus Tortoise's down-weighted text loss), with guided attention on a few
+    heads (tts.train.alignment) while `align_weight` > 0. In eval mode it also scores every row
+    with another row's text: the text-swap gap says how much the model reads its text."""
+
+    def __init__(self, config: GPTConfig, alignment: AlignmentConfig | None = None):
         super().__init__()
         self.gpt = SpeechGPT(config)
+        self.alignment = alignment or AlignmentConfig()
+        self.align_weight = self.alignment.weight_at(0)
+        self.tap = AttentionTap(self.gpt.gpt, self.alignment.layers, self.alignment.heads) if self.alignment.layers else None
 
-    def forward(self, cond_mels, text, text_lengths, codes, code_lengths) -> dict[str, torch.Tensor]:
-        """cond_mels (B, 1, C, F) normalised; text (B, n) ids ending in stop; codes (B, m)."""
-        gpt = self.gpt
-        cond = gpt.get_conditioning(cond_mels)
-        text_logits, mel_logits = gpt(cond, text, codes, code_lengths)
-        text_target, mel_target = gpt.targets(text, codes, code_lengths)
+    def _cross_entropy(self, cond, text, text_lengths, codes, code_lengths):
+        text_logits, mel_logits = self.gpt(cond, text, codes, code_lengths)
+        text_target, mel_target = self.gpt.targets(text, codes, code_lengths)
         text_target = _mask_after(text_target, text_lengths)
         mel_target = _mask_after(mel_target, code_lengths)
         loss_text = F.cross_entropy(text_logits.float(), text_target, ignore_index=IGNORE)
         loss_mel = F.cross_entropy(mel_logits.float(), mel_target, ignore_index=IGNORE)
         valid = mel_target != IGNORE
         accuracy = ((mel_logits.argmax(1) == mel_target) & valid).sum() / valid.sum()
-        return {"loss": loss_mel + TEXT_LOSS_WEIGHT * loss_text, "mel_ce": loss_mel.detach(),
-                "text_ce": loss_text.detach(), "mel_accuracy": accuracy.detach()}
+        return loss_text, loss_mel, accuracy
+
+    def forward(self, cond_mels, text, text_lengths, codes, code_lengths) -> dict[str, torch.Tensor]:
+        """cond_mels (B, 1, C, F) normalised; text (B, n) ids ending in stop; codes (B, m)."""
+        cond = self.gpt.get_conditioning(cond_mels)
+        if self.tap is not None:
+            self.tap.clear()
+        loss_text, loss_mel, accuracy = self._cross_entropy(cond, text, text_lengths, codes, code_lengths)
+        out = {"mel_ce": loss_mel.detach(), "text_ce": loss_text.detach(), "mel_accuracy": accuracy.detach()}
+        loss = loss_mel + TEXT_LOSS_WEIGHT * loss_text
+        if self.tap is not None:
+            n, m = text.shape[1], codes.shape[1]
+            # positions: cond 0 | start_text 1, ids 2..n+1, stop n+2 | start_mel n+3, codes ..
+            attentions = [self.tap.speech_to_text(layer, 2, n, n + 3, m, text_lengths) for layer in self.alignment.layers]
+            attention = torch.cat(attentions, dim=1)  # (B, layers * heads, m, n)
+            guided = guided_attention_loss(attention, code_lengths, text_lengths, self.alignment.width)
+            if self.training and self.align_weight > 0:
+                loss = loss + self.align_weight * guided
+            out["align"] = guided.detach()
+            out["diagonality"] = diagonality(attention.detach(), code_lengths, text_lengths)
+        if not self.training and text.shape[0] > 1:
+            swapped = torch.roll(torch.arange(text.shape[0], device=text.device), 1)
+            _, swapped_mel, _ = self._cross_entropy(cond, text[swapped], text_lengths[swapped], codes, code_lengths)
+            out["mel_ce_swapped"] = swapped_mel.detach()
+            out["swap_gap"] = (swapped_mel - loss_mel).detach()
+        return {"loss": loss, **out}
 
 
 def _mask_after(targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -162,8 +195,9 @@ class CodedCorpusTask:
         self.dvae_id = component_id(self.dvae)
         self.cond_frames = cond_frames(config)
 
-    def raw_batches(self, split: str, rng: random.Random, shard: tuple[int, int], stop_text: int, stop_mel: int):
-        items = self.splits[split]
+    def raw_batches(self, split: str, rng: random.Random, shard: tuple[int, int], stop_text: int, stop_mel: int,
+                    items: list[Utterance] | None = None):
+        items = self.splits[split] if items is None else items
         for idx in bucketed_batches([u.duration for u in items], self.config.data.batch_size, rng, shard):
             utts = [items[i] for i in idx]
             texts = [np.array(text_ids(self.tokenizer, u, stop_text)) for u in utts]
@@ -202,11 +236,38 @@ class GPTTask(CodedCorpusTask):
             number_mel_codes=self.dvae.config.num_tokens + 2, mel_channels=MEL.n_mels,
             samples_per_code=MEL.hop_length * self.dvae.config.downsample_factor,
         )
-        self.module = GPTTraining(self.model_config)
+        options = dict(config.task_options.get("alignment", {}))
+        if "layers" in options:
+            options["layers"] = tuple(options["layers"])
+        try:
+            alignment = AlignmentConfig(**options)
+        except TypeError as exc:
+            raise TTSError(f"[task.alignment]: {exc}") from None
+        if any(not 0 <= layer < self.model_config.layers for layer in alignment.layers):
+            raise TTSError(f"[task.alignment] layers must lie in 0..{self.model_config.layers - 1}")
+        if not 0 < alignment.heads <= self.model_config.heads:
+            raise TTSError(f"[task.alignment] heads must lie in 1..{self.model_config.heads}")
+        self.module = GPTTraining(self.model_config, alignment)
+        self.step = 0
+
+    def set_step(self, step: int) -> None:
+        """Called by the trainer before each step: the alignment weight and the length curriculum follow it."""
+        self.step = step
+        self.module.align_weight = self.module.alignment.weight_at(step)
 
     def batches(self, split: str, rng: random.Random, shard: tuple[int, int]) -> Iterator[dict]:
-        cfg = self.model_config
-        for _, batch in self.raw_batches(split, rng, shard, cfg.stop_text_token, cfg.stop_mel_token):
+        """Training starts on short utterances only (`data.short_first_seconds` for the first
+        `data.short_first_steps` steps: alignment is learned faster on them), then takes all."""
+        cfg, data = self.model_config, self.config.data
+        full = self.raw_batches(split, rng, shard, cfg.stop_text_token, cfg.stop_mel_token)
+        short = None
+        if split == "train" and data.short_first_steps > 0 and data.short_first_seconds > 0:
+            items = [u for u in self.splits["train"] if u.duration <= data.short_first_seconds]
+            if len(items) >= data.batch_size:
+                short = self.raw_batches(split, rng, shard, cfg.stop_text_token, cfg.stop_mel_token, items)
+        while True:
+            source = short if short is not None and self.step < data.short_first_steps else full
+            _, batch = next(source)
             batch["cond_mels"] = audio.normalize_mel(batch.pop("cond_raw"))
             yield batch
 
