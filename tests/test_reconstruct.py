@@ -115,3 +115,12 @@ def test_a_tortoise_style_model_cannot_reconstruct(tmp_path):
     tts = TextToSpeech(make_tiny_model_dir(tmp_path / "m"))
     with pytest.raises(TTSError, match="no DVAE and flow decoder"):
         tts.reconstruct(speech_like(1.0, tts.sample_rate))
+
+
+def test_reconstruct_benchmark_runs(decoder_only, recording):
+    from benchmarks.reconstruct import run
+
+    result = run(str(decoder_only), [recording], steps=1, runs=1)
+    assert result["real_time_factor"] > 0 and set(result["real_time_factor_by_stage"]) == {
+        "encode", "conditioning", "dvae", "flow", "vocoder"}
+    assert result["peak_rss_mib"] > 0

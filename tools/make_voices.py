@@ -2,7 +2,8 @@
 
     python -m tools.make_voices OUT [SPEAKER ...]
 
-Writes OUT/<speaker>/<n>.flac: three clips per speaker, read by the same engine and processing as
+Writes OUT/<voice>/<n>.flac, where a Kokoro speaker ``kokoro-NAME`` ships as voice ``NAME``: three
+clips per speaker, read by the same engine and processing as
 the corpus (tts.data.corpus.make_item), from sentences that are neither in the corpus's text pool
 style nor in the evaluation set.
 """
@@ -22,6 +23,10 @@ REFERENCE_SENTENCES = (
 )
 
 
+def shipped_name(speaker: str) -> str:
+    return speaker.removeprefix("kokoro-")
+
+
 def main(out: str, names: list[str]) -> None:
     speakers = [s for s in plan_speakers() if not names or s.name in names]
     with tempfile.TemporaryDirectory() as scratch:
@@ -29,7 +34,7 @@ def main(out: str, names: list[str]) -> None:
             for n, text in enumerate(REFERENCE_SENTENCES, 1):
                 job = Job(f"{speaker.name}-{n}", speaker, Sentence(text, "reference"), Path(scratch))
                 record = make_item(job)
-                target = Path(out) / speaker.name / f"{n}.flac"
+                target = Path(out) / shipped_name(speaker.name) / f"{n}.flac"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(Path(scratch) / record["audio"], target)
                 print(f"{target}: {record['duration']:.1f} s", file=sys.stderr)
