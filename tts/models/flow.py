@@ -38,7 +38,7 @@ class FlowConfig:
     speaker_dim: int = 128
     speaker_channels: int = 128
     time_dim: int = 128
-    prior_noise: float = 0.5  # standard deviation of the noise around the coarse mel at t = 0
+    prior_noise: float = 0.2  # standard deviation of the noise around the coarse mel at t = 0
 
 
 class FlowBlock(nn.Module):
