@@ -47,3 +47,8 @@ def test_tap_recomputes_the_heads_attention_rows():
     assert a.shape == (2, 1, 7, 5)
     assert torch.allclose(a.sum(-1), torch.ones(2, 1, 7))
     assert torch.all(a[1, :, :, 3:] == 0)  # beyond the second row's text
+
+
+def test_diagonality_of_several_rows_and_heads():
+    a = one_hot_attention(40, 20, True).expand(3, 4, 40, 20)
+    assert diagonality(a, torch.tensor([40] * 3), torch.tensor([20] * 3)) > 0.95

@@ -100,5 +100,5 @@ def diagonality(attention: torch.Tensor, speech_lengths: torch.Tensor, text_leng
     2 * width for attention spread evenly): a readable alignment gauge for the logs."""
     _, heads, m, n = attention.shape
     penalty, rows = guide(speech_lengths, text_lengths, m, n, width)
-    near = (attention * (penalty < 1 - math.exp(-0.5))).sum(-1)  # within one `width` of the diagonal
+    near = (attention * (penalty < 1 - math.exp(-0.5))[:, None]).sum(-1)  # within one `width` of the diagonal
     return (near * rows[:, None]).sum() / (rows.sum() * heads).clamp_min(1)
