@@ -43,6 +43,12 @@ def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractC
     return torch.autocast(device.type, dtype=dtype, cache_enabled=device.type != "cuda")
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """A float32 island: `x` in float32, or kept in float64 (so that a float64 run, as the parity tools
+    make, stays float64 throughout)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def vocoder_precision(device: torch.device | str, precision: str) -> str:
     """The precision vocoders run at: `precision` on CUDA, float32 on the CPU.
 

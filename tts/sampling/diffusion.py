@@ -34,6 +34,7 @@ from typing import NamedTuple, Protocol
 import torch
 
 from ..audio import HOP_LENGTH, TORTOISE_SAMPLE_RATE, UNIVNET_SAMPLE_RATE
+from ..precision import at_least_float32
 
 logger = logging.getLogger(__name__)
 
@@ -312,8 +313,10 @@ def _after_first(index: int | torch.Tensor, like: torch.Tensor) -> float | torch
 
 
 def _standard_normal(shape: torch.Size, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """N(0, 1) drawn on the generator's device (so a CPU generator gives the same numbers anywhere)."""
-    noise = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
+    """N(0, 1) drawn on the generator's device (so a CPU generator gives the same numbers anywhere), in
+    float32 (float64 in a float64 run, as the reference's `randn_like` draws there)."""
+    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    noise = torch.randn(shape, generator=generator, device=generator.device, dtype=dtype)
     return noise.to(device=like.device, dtype=like.dtype)
 
 
@@ -498,7 +501,7 @@ def generate_mel(
     frames = output_frames(latents.shape[1], frame_ratio)
     precomputed = model.timestep_independent(latents, conditioning_latent, frames)  # (B, D, T)
     shape = (latents.shape[0], model.config.in_channels, frames)
-    x = _standard_normal(torch.Size(shape), generator, precomputed).float() * temperature  # x_t stays float32
+    x = at_least_float32(_standard_normal(torch.Size(shape), generator, precomputed)) * temperature  # x_t: float32
     logger.debug("diffusion: %s, %d steps, %d frames, cond_free=%s", sampler, steps, frames, cond_free)
     if graphs is None:
         graphs = latents.device.type == "cuda" and generator.device.type == "cuda"
