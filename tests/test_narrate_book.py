@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from tests.books import CHAPTERS, TITLE, TITLES, WRITERS, long_txt, write_epub
+from tests.books import CHAPTERS, TITLE, TITLES, WRITERS, long_txt, with_fragment_items, write_epub
 from tts.errors import TTSError
 from tts.narrate.book import parse_heading, read_book
 from tts.narrate.plan import CHAPTER, HEADING, PARAGRAPH, SENTENCE, make_plan
@@ -85,6 +85,25 @@ def test_epub_variants(variant, tmp_path):
     """Chapters at anchors inside one file; no table of contents (one chapter per file); NCX only."""
     book = read_book([write_epub(tmp_path / "book.epub", **variant)])
     assert titles(book) == TITLES["epub"]
+
+
+@pytest.mark.parametrize("variant", [{}, {"anchors": True}, {"nav": False}])
+def test_epub_whose_manifest_lists_documents_with_fragments(variant, tmp_path):
+    """Manifest items such as href="chapter1.xhtml#part" (listed again in the spine) are read, once each."""
+    plain = read_book([write_epub(tmp_path / "plain.epub", **variant)])
+    book = read_book([with_fragment_items(write_epub(tmp_path / "book.epub", **variant))])
+    assert book == plain
+
+
+def test_epub_whose_manifest_names_a_missing_file_is_still_refused(tmp_path):
+    source = write_epub(tmp_path / "plain.epub")
+    target = tmp_path / "broken.epub"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        for item in src.infolist():
+            if not item.filename.endswith("chapter2.xhtml"):
+                dst.writestr(item, src.read(item.filename))
+    with pytest.raises(TTSError, match="not a valid EPUB.*chapter2.xhtml"):
+        read_book([target])
 
 
 def test_several_inputs_make_one_book(tmp_path):
