@@ -12,6 +12,7 @@ import sys
 import click
 
 from tts.errors import TTSError
+from tts.sampling.options import PRESETS, SAMPLERS
 
 
 def user_errors(func):
@@ -85,11 +86,11 @@ voices_dir_option = click.option(
 @main.command()
 @click.argument("text")
 @click.option("--voice", required=True, help="Voice name (see `tts voices list`).")
-@click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default="fast",
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast",
               show_default=True, help="Quality/speed trade-off.")
 @click.option("--candidates", type=click.IntRange(min=1), default=None, help="Code sequences sampled per chunk.")
 @click.option("--diffusion-steps", type=click.IntRange(1, 4000), default=None, help="Diffusion decoder steps.")
-@click.option("--sampler", type=click.Choice(["ddpm", "ddim", "dpm++2m"]), default=None, help="Diffusion sampler.")
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None, help="Diffusion sampler.")
 @click.option("--seed", type=int, default=None, help="Random seed, for reproducible output.")
 @click.option("-o", "--output", type=click.Path(allow_dash=True), default="out.wav", show_default=True,
               help="Output audio file (.wav, .flac or .ogg), or - for a WAV on standard output.")
@@ -109,10 +110,9 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
     """Say TEXT (use - to read it from standard input) in VOICE and write it to OUTPUT."""
     from tts.audio import STDOUT, AudioWriter, check_writable
     from tts.pipeline import TextToSpeech, resolve_device
-    from tts.sampling.options import preset as make_options
-    from tts.voices import VoiceLibrary
-
+    from tts.sampling.options import resolve
     from tts.text.normalize import has_speech
+    from tts.voices import VoiceLibrary
 
     if text == "-":
         text = sys.stdin.read()
@@ -125,8 +125,8 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
     resolve_device(device)
     voice_obj = VoiceLibrary(voices_dir).get(voice)
     tts = TextToSpeech(model_dir, device=device, precision=precision)
-    options = make_options(preset, candidates=candidates, diffusion_steps=diffusion_steps, sampler=sampler, seed=seed,
-                           **tts.models.card.presets.get(preset, {}))
+    options = resolve(preset, tts.models.card, candidates=candidates, diffusion_steps=diffusion_steps, sampler=sampler,
+                      seed=seed)
     with AudioWriter(output, tts.sample_rate) as writer:
         if stream:
             for chunk in tts.stream(text, voice_obj, options):
@@ -254,11 +254,11 @@ def export_model(dst, gpt_path, diffusion_path, dvae_path, name, full_precision,
 @click.option("--sentences", type=click.Path(dir_okay=False), default=None,
               help="Text file, one sentence per line (default: benchmarks/sentences.txt, the public set).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N sentences.")
-@click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default="fast",
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast",
               show_default=True, help="Quality/speed trade-off.")
 @click.option("--candidates", type=click.IntRange(min=1), default=None, help="Code sequences sampled per chunk.")
 @click.option("--diffusion-steps", type=click.IntRange(1, 4000), default=None, help="Diffusion decoder steps.")
-@click.option("--sampler", type=click.Choice(["ddpm", "ddim"]), default=None, help="Diffusion sampler.")
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None, help="Diffusion sampler.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (every sentence uses it).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="report.json", show_default=True,
               help="JSON report to write.")
@@ -282,7 +282,7 @@ def eval_command(obj, model_dir, voice_names, sentences, limit, preset, candidat
 
     from tts import evaluate as ev
     from tts.pipeline import TextToSpeech, resolve_device
-    from tts.sampling.options import preset as make_options
+    from tts.sampling.options import resolve
     from tts.voices import VoiceLibrary
 
     output = Path(output)
@@ -314,9 +314,8 @@ def eval_command(obj, model_dir, voice_names, sentences, limit, preset, candidat
     start = time.perf_counter()
     tts = TextToSpeech(model_dir, device=device)
     load_seconds = time.perf_counter() - start
-    chosen = {"candidates": candidates, "diffusion_steps": diffusion_steps, "sampler": sampler, "seed": seed}
-    options = make_options(preset, **{**tts.models.card.presets.get(preset, {}),
-                                      **{k: v for k, v in chosen.items() if v is not None}})
+    options = resolve(preset, tts.models.card, candidates=candidates, diffusion_steps=diffusion_steps,
+                      sampler=sampler, seed=seed)
     click.echo(f"model loaded in {load_seconds:.1f} s; evaluating {len(voice_list)} voice(s) x {len(texts)} "
                f"sentence(s)", err=True)
 
@@ -471,8 +470,17 @@ class NarrationProgress:
             self.bar.close()
 
 
-def echo_plan(plan) -> None:
-    """The chapters a book was split into (for --dry-run)."""
+def echo_preview(preview) -> None:
+    """The chapters a book was split into, and its chunks when the model is known (for --dry-run)."""
+    plan = preview.plan
+    if plan is None:
+        book = preview.book
+        words = [sum(len(p.text.split()) for p in chapter.paragraphs) for chapter in book.chapters]
+        click.echo(f"{book.title}: {len(book.chapters)} chapters, {sum(words)} words (chunks are cut in the "
+                   "model's tokens: pass --model-dir to see them)")
+        for index, (chapter, count) in enumerate(zip(book.chapters, words)):
+            click.echo(f"{index + 1:>4}  {len(chapter.paragraphs):>5} paragraphs  {count:>6} words  {chapter.title}")
+        return
     click.echo(f"{plan.title}: {len(plan.chapters)} chapters, {len(plan.chunks)} chunks, "
                f"{sum(len(c.text.split()) for c in plan.chunks)} words")
     for index, title in enumerate(plan.chapters):
@@ -507,7 +515,7 @@ def echo_summary(summary) -> None:
 @click.option("--voice", required=True, help="Voice name (see `tts voices list`).")
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(),
               help="Output directory: manifest, chunk audio, chapter files, the book (created if needed).")
-@click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default="fast",
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast",
               show_default=True, help="Quality/speed trade-off.")
 @click.option("--format", "fmt", type=click.Choice(["wav", "flac", "mp3", "m4b"]), default="mp3", show_default=True,
               help="Audio format of the chapter files and the book (m4b needs ffmpeg).")
@@ -518,7 +526,7 @@ def echo_summary(summary) -> None:
 @click.option("--text-batch", type=click.IntRange(min=1), default=None, help="Chunks sampled together by the GPT.")
 @click.option("--candidates", type=click.IntRange(min=1), default=None, help="Code sequences sampled per chunk.")
 @click.option("--diffusion-steps", type=click.IntRange(1, 4000), default=None, help="Diffusion decoder steps.")
-@click.option("--sampler", type=click.Choice(["ddpm", "ddim"]), default=None, help="Diffusion sampler.")
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None, help="Diffusion sampler.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, hidden=True,
               help="Speech codes per chunk at most.")
 @click.option("--target-lufs", type=click.FloatRange(-40, -6), default=-18.0, show_default=True,
@@ -548,10 +556,9 @@ def narrate(inputs, voice, outdir, preset, fmt, regenerate, seed, text_batch, ca
     from tts.pipeline import resolve_device
 
     if dry_run:
-        from tts.narrate.book import read_book
-        from tts.narrate.plan import make_plan
+        from tts.narrate.job import preview
 
-        echo_plan(make_plan(read_book(inputs)))
+        echo_preview(preview(inputs, model_dir))
         return
     resolve_device(device)
     bounds = {"min_seconds_per_char": min_seconds_per_char, "max_seconds_per_char": max_seconds_per_char}

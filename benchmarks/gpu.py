@@ -263,7 +263,7 @@ def make_model_dir(path: Path, sizes: Sizes, small: bool) -> Path:
 
 def measure_pipeline(model_dir: Path, sizes: Sizes, device: torch.device, precision: str, voices_dir: Path) -> dict:
     from tts.pipeline import TextToSpeech
-    from tts.sampling.options import preset
+    from tts.sampling.options import resolve
     from tts.streaming import StreamSettings
     from tts.voices import VoiceLibrary
 
@@ -273,10 +273,10 @@ def measure_pipeline(model_dir: Path, sizes: Sizes, device: torch.device, precis
     voice = VoiceLibrary(voices_dir).get("bench")
     cond = tts.conditioning(voice)
     # one warm-up synthesis (graph captures, kernel selection), then each preset once
-    tts.synthesize(SENTENCE, cond, preset(sizes.presets[0], seed=0, max_mel_tokens=sizes.max_mel_tokens,
-                                          **sizes.overrides))
+    tts.synthesize(SENTENCE, cond, resolve(sizes.presets[0], tts.models.card, seed=0,
+                                           max_mel_tokens=sizes.max_mel_tokens, **sizes.overrides))
     for name in sizes.presets:
-        options = preset(name, seed=0, max_mel_tokens=sizes.max_mel_tokens, **sizes.overrides)
+        options = resolve(name, tts.models.card, seed=0, max_mel_tokens=sizes.max_mel_tokens, **sizes.overrides)
         audio = {}
 
         def run(options=options, audio=audio) -> None:
@@ -286,7 +286,7 @@ def measure_pipeline(model_dir: Path, sizes: Sizes, device: torch.device, precis
         out[f"rtf_{name}"] = round(seconds / (audio["samples"] / tts.sample_rate), 4)
         out[f"seconds_{name}"] = round(seconds, 3)
     if tts.models.latent_decoder is not None:
-        options = preset("ultra_fast", seed=0, max_mel_tokens=sizes.max_mel_tokens)
+        options = resolve("ultra_fast", tts.models.card, seed=0, max_mel_tokens=sizes.max_mel_tokens)
         for label, settings in (("", StreamSettings()), ("_first60", StreamSettings(first_tokens=60))):
             first = time_to_first_audio(tts, SENTENCE, cond, options, settings)  # warm-up (captures graphs)
             first = time_to_first_audio(tts, SENTENCE, cond, options, settings)

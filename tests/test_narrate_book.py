@@ -5,9 +5,20 @@ import zipfile
 import pytest
 
 from tests.books import CHAPTERS, TITLE, TITLES, WRITERS, long_txt, with_fragment_items, write_epub
+from tests.tiny import TOKENIZER
 from tts.errors import TTSError
 from tts.narrate.book import parse_heading, read_book
-from tts.narrate.plan import CHAPTER, HEADING, PARAGRAPH, SENTENCE, make_plan
+from tts.narrate.plan import CHAPTER, HEADING, PARAGRAPH, SENTENCE
+from tts.narrate.plan import make_plan as plan_with
+from tts.text.bpe import TortoiseBpeTokenizer
+from tts.text.split import TextSplitter
+
+BPE = TortoiseBpeTokenizer.from_file(TOKENIZER)
+TORTOISE_SPLITTER = TextSplitter(BPE.encode, 400)  # Tortoise's text limit in its BPE tokens
+
+
+def make_plan(book, splitter=TORTOISE_SPLITTER):
+    return plan_with(book, splitter)
 
 
 def titles(book):
@@ -206,9 +217,9 @@ def test_plan_pauses_labels_and_keys(tmp_path):
 def test_long_paragraph_splits_into_sentence_chunks(tmp_path):
     path = tmp_path / "long.txt"
     path.write_text(" ".join(f"This is sentence number {n} of a long paragraph." for n in range(1, 21)))
-    chunks = make_plan(read_book([path])).chunks
+    chunks = make_plan(read_book([path]), TextSplitter(BPE.encode, 100)).chunks
     assert len(chunks) > 3
-    assert all(len(c.text) <= 300 for c in chunks)
+    assert all(len(BPE.encode(c.text)) <= 100 for c in chunks)  # measured in the model's tokens
     assert [c.pause for c in chunks[:-1]] == [SENTENCE] * (len(chunks) - 1) and chunks[-1].pause == CHAPTER
     assert all(c.text.endswith(".") for c in chunks)  # cut at sentence ends
     assert "twenty" in chunks[-1].text  # numbers are normalised

@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def install_requires() -> dict[str, Requirement]:
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
-    lines = [line.split("#")[0].strip() for line in config["options"]["install_requires"].splitlines()]
-    return {r.name: r for r in map(Requirement, filter(None, lines))}
+    lines = [line.strip() for line in config["options"]["install_requires"].splitlines()]
+    return {r.name: r for r in map(Requirement, filter(None, lines))}  # pip accepts no inline comments either
 
 
 def test_torch_floor_excludes_weights_only_bypasses():

@@ -30,14 +30,13 @@ from .sampling.diffusion import generate_mel
 from .sampling.options import Options
 from .sampling.rerank import likelihood_scores
 from .streaming import LatentAudioStream, StreamSettings
-from .text.normalize import has_speech, normalize_text
-from .text.split import Chunk, split_chunks
+from .text.normalize import has_speech
+from .text.split import Chunk, TextSplitter
 from .voices import Voice, cache_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
-DESIRED_CHUNK_FRACTION = 0.6  # split long text into chunks of about this share of the model's text limit
 
 # progress(units_done, units_total): one unit per candidate batch row and per diffusion step.
 Progress = Callable[[int, int], None]
@@ -61,6 +60,19 @@ def resolve_device(name: str | None) -> torch.device:
             raise TTSError("--device cuda was requested but no CUDA GPU is available (use --device cpu)")
         return torch.device(name)
     raise TTSError(f"unknown device {name!r} (use cpu or cuda)")
+
+
+def text_splitter(tokenizer, gpt_config) -> TextSplitter:
+    """How text is cut for a model: in its tokenizer's ids, at most what its GPT takes in one chunk."""
+    return TextSplitter(tokenizer.encode, gpt_config.max_text_tokens - 1)  # one stop token is appended
+
+
+def model_text_splitter(model_dir: str | os.PathLike | None = None) -> TextSplitter:
+    """The text splitter of the model in `model_dir` (default: the bundled model), read without loading
+    its weights: what narration plans with before the model is loaded."""
+    from .checkpoints import read_text_frontend
+
+    return text_splitter(*read_text_frontend(Path(model_dir) if model_dir else default_model_dir()))
 
 
 def default_model_dir() -> Path:
@@ -91,6 +103,7 @@ class TextToSpeech:
                 prepare(module, self.vocoder_precision if vocoding else precision)
         card = self.models.card
         self.fixup = CodeFixup(card.silence_code, tuple(card.end_codes), card.silence_run)
+        self.splitter = text_splitter(self.models.tokenizer, self.models.gpt.config)
         self.cond_mel = audio.MEL_SPECS[card.cond_mel]
         self.diffusion_mel = audio.MEL_SPECS[card.diffusion_mel]
         self.cache_dir = cache_dir(cache) / "latents" / self.models.model_id
@@ -108,7 +121,8 @@ class TextToSpeech:
 
     @property
     def max_text_tokens(self) -> int:
-        return self.models.gpt.config.max_text_tokens - 1  # one stop token is appended
+        """Most token ids of one chunk (the GPT's limit, less the stop token appended)."""
+        return self.splitter.max_tokens
 
     # -- voices ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -179,16 +193,13 @@ class TextToSpeech:
         return ids
 
     def split(self, text: str) -> list[Chunk]:
-        """Normalise text and split it into chunks that fit the model (measured in tokens).
+        """Normalise text and split it into chunks that fit the model (:attr:`splitter`, in its tokens).
 
         Chunks with nothing to pronounce (stray punctuation) are dropped; TTSError if none is left.
         """
         if not text or not text.strip():
             raise TTSError("the text is empty")
-        limit = self.max_text_tokens
-        chunks = split_chunks(text, max_len=limit, desired_len=max(1, int(limit * DESIRED_CHUNK_FRACTION)),
-                              measure=lambda s: len(self.models.tokenizer.encode(normalize_text(s))))
-        speakable = [Chunk(normalize_text(c.text), c.paragraph_end) for c in chunks if has_speech(c.text)]
+        speakable = self.splitter.split(text)
         if not speakable:
             raise TTSError(f"nothing to say in {text.strip()[:60]!r}: the text has no pronounceable words")
         return speakable

@@ -25,7 +25,7 @@ from .errors import TTSError
 log = logging.getLogger(__name__)
 
 SHIPPED_VOICES_DIR = Path(__file__).resolve().parent.parent / "voices"
-VOICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+VOICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # the whole name: fullmatch (`$` would allow a final "\n")
 
 # Clip checks for `voices add` (at the clip's own rate, after mixing to mono).
 MIN_CLIP_SECONDS = 2.0
@@ -57,7 +57,7 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
 
 
 def check_name(name: str) -> str:
-    if not VOICE_NAME.match(name or ""):
+    if not isinstance(name, str) or not VOICE_NAME.fullmatch(name):
         raise TTSError(
             f"invalid voice name {name!r}: use lowercase letters, digits, '-' and '_' (up to 64), starting with a letter or digit"
         )
@@ -124,7 +124,8 @@ class VoiceLibrary:
     def _voices_in(self, folder: Path, source: str) -> dict[str, Voice]:
         if not folder.is_dir():
             return {}
-        return {p.name: Voice(p.name, p, source) for p in sorted(folder.iterdir()) if p.is_dir() and VOICE_NAME.match(p.name)}
+        return {p.name: Voice(p.name, p, source) for p in sorted(folder.iterdir())
+                if p.is_dir() and VOICE_NAME.fullmatch(p.name)}
 
     def all(self) -> list[Voice]:
         """Every voice by name; a user voice replaces a shipped one of the same name."""
@@ -150,7 +151,7 @@ class VoiceLibrary:
         if self.is_shipped(name) and not shadow:
             raise TTSError(f"{name!r} is a shipped voice; pass --shadow to add a user voice that replaces it")
         target = self.user_dir / name
-        if target.exists() and not replace:
+        if (target.exists() or target.is_symlink()) and not replace:
             raise TTSError(f"voice {name!r} already exists in {self.user_dir}; pass --replace to overwrite it")
         loaded = []
         for clip in clips:
@@ -172,19 +173,33 @@ class VoiceLibrary:
                 stem = stem if stem not in used else f"{stem}_{i}"
                 used.add(stem)
                 audio.save_audio(staging / f"{stem}.flac", wav, STORED_SAMPLE_RATE)
-            if target.exists():
-                shutil.rmtree(target)
+            _remove_folder(target)
             os.replace(staging, target)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise TTSError(f"cannot write voice {name!r} to {self.user_dir}: {exc.strerror or exc}") from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return Voice(name, target, "user")
 
     def remove(self, name: str) -> None:
+        """Delete user voice `name`; a voice folder that is a symbolic link loses the link, not its target."""
         check_name(name)
         target = self.user_dir / name
         if not target.is_dir():
             if self.is_shipped(name):
                 raise TTSError(f"{name!r} is a shipped voice and cannot be removed")
             raise TTSError(f"no user voice named {name!r} in {self.user_dir}")
-        shutil.rmtree(target)
+        _remove_folder(target)
+
+
+def _remove_folder(path: Path) -> None:
+    """Remove a voice folder, or only the link if it is a symbolic link (dangling or not); TTSError on failure."""
+    try:
+        if path.is_symlink():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
+    except OSError as exc:
+        raise TTSError(f"cannot remove {path}: {exc.strerror or exc}") from None

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..errors import TTSError
 from ..fileio import write_text_atomic
-from .book import read_book
+from .book import Book, read_book
 from .loudness import DEFAULT_TARGET_LUFS
 from .plan import Plan, make_plan
 from .render import Pauses, Rendered, output_format, remove_scratch, render
@@ -107,7 +107,7 @@ def exclusive(outdir: Path) -> Iterator[None]:
 
 
 # Temporary names (tts.fileio.atomic_path: ".NAME.RANDOM.SUFFIX.tmp") of the files a run writes at the top.
-_OUR_TEMPORARY = re.compile(r"^\.(book\.|chapters\.|chunks\.tsv\.).*\.tmp$")
+_OUR_TEMPORARY = re.compile(r"\.(book\.|chapters\.|chunks\.tsv\.).*\.tmp")  # fullmatch
 
 
 def remove_leftovers(outdir: Path) -> None:
@@ -118,7 +118,7 @@ def remove_leftovers(outdir: Path) -> None:
                 if path.name.startswith(".") and ".tmp" in path.name and path.is_file():
                     path.unlink(missing_ok=True)
     for path in outdir.iterdir():  # may be shared with the user's own files
-        if _OUR_TEMPORARY.match(path.name) and path.is_file():
+        if _OUR_TEMPORARY.fullmatch(path.name) and path.is_file():
             path.unlink(missing_ok=True)
     remove_scratch(outdir)
 
@@ -174,6 +174,29 @@ def write_listing(path: Path, plan: Plan, rows: dict[str, Row]) -> None:
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What a narration of some inputs would make, found without loading a model (`--dry-run`)."""
+
+    book: Book
+    plan: Plan | None  # None when no model is at hand to measure the chunks in its tokens
+
+
+def preview(inputs: Sequence[str | os.PathLike], model_dir: str | os.PathLike | None = None) -> Preview:
+    """The book's chapters and, when the model's text front-end can be read (`model_dir`, else the
+    bundled model if one is installed), the chunks it would be narrated in."""
+    from ..pipeline import model_text_splitter
+
+    book = read_book(inputs)
+    try:
+        splitter = model_text_splitter(model_dir)
+    except TTSError:
+        if model_dir is not None:
+            raise
+        return Preview(book, None)
+    return Preview(book, make_plan(book, splitter))
+
+
 def narrate(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, voice: str, *,
             model_dir: str | os.PathLike | None = None, device: str = "cpu", voices_dir: str | None = None,
             preset_name: str = "fast", overrides: dict | None = None, fmt: str = "flac",
@@ -185,14 +208,15 @@ def narrate(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, voic
     ``overrides``: Options fields over the preset (and the model's own preset adjustments).
     ``tts``: an already loaded TextToSpeech (else one is loaded from ``model_dir`` on ``device``).
     """
-    from ..pipeline import TextToSpeech
-    from ..sampling.options import preset
+    from ..pipeline import TextToSpeech, model_text_splitter
+    from ..sampling.options import resolve
     from ..voices import VoiceLibrary
 
     output = output_format(fmt)
     if output.soundfile is None:
         require_ffmpeg()
-    plan = make_plan(read_book(inputs))
+    book = read_book(inputs)
+    plan = make_plan(book, tts.splitter if tts is not None else model_text_splitter(model_dir))
     regenerate_keys = plan.select(regenerate)
     voice_obj = VoiceLibrary(voices_dir).get(voice)
     outdir = prepare_outdir(Path(outdir))
@@ -200,8 +224,7 @@ def narrate(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, voic
         remove_leftovers(outdir)
         check_same_book(manifest, plan, outdir)
         tts = tts or TextToSpeech(model_dir, device=device)
-        chosen = {k: v for k, v in (overrides or {}).items() if v is not None}
-        options = preset(preset_name, **{**tts.models.card.presets.get(preset_name, {}), **chosen})
+        options = resolve(preset_name, tts.models.card, **(overrides or {}))
         settings = settings_of(options, voice_obj, tts.models.model_id, tts.sample_rate)
         digest = settings_hash(settings)
         rows = manifest.rows()

@@ -42,7 +42,7 @@ CHAPTERS_DIR = "chapters"
 SILENCE_BELOW_PEAK_DB = 40.0  # a 10 ms frame this far below the chunk's loudest frame is silence
 TRIM_FRAME_SECONDS = 0.01
 TRIM_MARGIN_SECONDS = 0.04  # kept around the speech so that onsets and decays are not cut
-_OUR_CHAPTER_FILE = re.compile(r"^\d+-.*\.(wav|flac|mp3|m4a)$")
+_OUR_CHAPTER_FILE = re.compile(r"\d+-.*\.(wav|flac|mp3|m4a)")  # fullmatch
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ def _emit(sinks, piece: np.ndarray) -> None:
 def _remove_other_chapter_files(chapters_dir: Path, keep: set[str]) -> None:
     """Chapter files of earlier runs whose chapter is gone or renamed, or of another format."""
     for path in chapters_dir.iterdir():
-        if path.is_file() and _OUR_CHAPTER_FILE.match(path.name) and path.name not in keep:
+        if path.is_file() and _OUR_CHAPTER_FILE.fullmatch(path.name) and path.name not in keep:
             path.unlink(missing_ok=True)
 
 
