@@ -50,9 +50,9 @@ from tts.models.gpt import GPTConfig, SpeechGPT
 from tts.models.hifigan import HifiGanConfig, HifiGanGenerator, decode_latents
 from tts.models.univnet import UnivNet, UnivNetConfig
 from tts.precision import autocast, prepare
-from tts.sampling.ar import sample_codes
 from tts.sampling.diffusion import SAMPLERS, NoiseSchedule, sample_loop
 from tts.sampling.diffusion_graph import DiffusionRunner
+from tts.sampling.generate import sample_codes
 from tts.sampling.logits import SamplingParams
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,8 @@ import pytest
 from tests.books import CHAPTERS, TITLE, TITLES, WRITERS, long_txt, with_fragment_items, write_epub
 from tests.tiny import TOKENIZER
 from tts.errors import TTSError
-from tts.narrate.book import parse_heading, read_book
+from tts.narrate.book import parse_heading
+from tts.narrate.inputs import read_book
 from tts.narrate.plan import CHAPTER, HEADING, PARAGRAPH, SENTENCE
 from tts.narrate.plan import make_plan as plan_with
 from tts.text.bpe import TortoiseBpeTokenizer

@@ -20,7 +20,7 @@ from tts.checkpoints import load_component
 from tts.errors import TTSError
 from tts.evaluate import error_rates, load_judges, scoring_text
 from tts.pipeline import TextToSpeech
-from tts.sampling.diffusion import generate_mel
+from tts.sampling.generate import generate_mel
 from tts.sampling.options import PRESETS, resolve
 from tts.train.config import DataConfig
 from tts.train.data import Corpus

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import io
+import json
 import logging
 import os
 import pickle
@@ -36,6 +36,7 @@ from torch import nn
 from .errors import TTSError
 from .fileio import atomic_path, write_text_atomic
 from .models import clvp, diffusion, dvae, gpt, hifigan, univnet
+from .sampling.fixup import TORTOISE_FIXUP, CodeFixup
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +90,19 @@ class ModelCard:
     diffusion_mel: str = "univnet"  # front-end of the diffusion decoder's output and its conditioning clips
     diffusion_cond_samples: int = 102_400
     diffusion_input: str = "latents"  # what conditions the diffusion decoder: GPT "latents" or DVAE "codes"
-    silence_code: int = 83  # DVAE code of silence (see tts.sampling.ar.CodeFixup)
-    end_codes: tuple[int, ...] = (45, 45, 248)
-    silence_run: int = 9
+    silence_code: int = TORTOISE_FIXUP.silence_code  # DVAE code of silence (see tts.sampling.fixup)
+    end_codes: tuple[int, ...] = TORTOISE_FIXUP.end_codes
+    silence_run: int = TORTOISE_FIXUP.silence_run
     components: dict[str, str] = field(default_factory=dict)  # role -> file name (or UNIVERSAL_HIFIGAN)
     presets: dict[str, dict] = field(default_factory=dict)  # per-preset option overrides for this model
     format: str = FORMAT
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def fixup(self) -> CodeFixup:
+        """The fix-up of sampled codes with this model's DVAE codes."""
+        return CodeFixup(self.silence_code, tuple(self.end_codes), self.silence_run)
 
     @classmethod
     def from_json(cls, text: str, where: Path) -> "ModelCard":

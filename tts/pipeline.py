@@ -25,8 +25,7 @@ from .checkpoints import ModelBundle, load_model_dir
 from .errors import TTSError
 from .models.univnet import UnivNet
 from .precision import autocast, half_dtype, prepare, vocoder_precision
-from .sampling.ar import CodeFixup, sample_codes_many
-from .sampling.diffusion import generate_mel
+from .sampling.generate import generate_mel, sample_codes_many, stream_codes
 from .sampling.options import Options
 from .sampling.rerank import likelihood_scores
 from .streaming import LatentAudioStream, StreamSettings
@@ -102,7 +101,7 @@ class TextToSpeech:
                 vocoding = role in ("vocoder", "latent_decoder")
                 prepare(module, self.vocoder_precision if vocoding else precision)
         card = self.models.card
-        self.fixup = CodeFixup(card.silence_code, tuple(card.end_codes), card.silence_run)
+        self.fixup = card.fixup()
         self.splitter = text_splitter(self.models.tokenizer, self.models.gpt.config)
         self.cond_mel = audio.MEL_SPECS[card.cond_mel]
         self.diffusion_mel = audio.MEL_SPECS[card.diffusion_mel]
@@ -290,8 +289,6 @@ class TextToSpeech:
 
     def _stream_latent(self, text: str, cond: Conditioning, options: Options, generator: torch.Generator,
                        settings: StreamSettings) -> Iterator[np.ndarray]:
-        from .sampling.ar_graph import graph_decoder_for
-
         gpt = self.models.gpt
         stop = gpt.config.stop_mel_token
         ids = torch.tensor(self.encode(text) + [gpt.config.stop_text_token], device=self.device)[None]  # (1, n)
@@ -300,7 +297,7 @@ class TextToSpeech:
                                      samples_per_latent=gpt.config.samples_per_code)
         with self.inference():
             prefix = gpt.prefix_embeddings(cond.gpt.reshape(1, -1), ids)
-            reports = graph_decoder_for(gpt, options.sampling()).decode([prefix], [0], max_tokens, generator)
+            reports = stream_codes(gpt, prefix, max_tokens, options.sampling(), generator)
         next_chunk = settings.first_tokens
         while not streamer.finished:
             with self.inference():

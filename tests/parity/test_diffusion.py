@@ -8,12 +8,13 @@ reference made them.
 import pytest
 import torch
 
+from tests.tortoise_keys import reference_shapes
 from tools.parity.fixture import load_fixture, relative_error
 from tools.parity.seeded import parameter_shapes, seeded_state_dict
-from tests.tortoise_keys import reference_shapes
-from tts.models.diffusion import DiffusionConfig, DiffusionDecoder, infer_tortoise_config
 from tts.audio import denormalize_mel
-from tts.sampling.diffusion import NoiseSchedule, generate_mel, space_timesteps
+from tts.models.diffusion import DiffusionConfig, DiffusionDecoder, infer_tortoise_config
+from tts.sampling.diffusion import NoiseSchedule, space_timesteps
+from tts.sampling.generate import generate_mel
 
 TOLERANCE = 1e-5
 

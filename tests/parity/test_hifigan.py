@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from tools.parity.fixture import load_fixture, relative_error
 from tests.tortoise_keys import meta_tensors as meta_state_dict
 from tests.tortoise_keys import reference_shapes, shapes_of
+from tools.parity.fixture import load_fixture, relative_error
 from tools.parity.seeded import seeded_state_dict
 from tts.checkpoints import unfold_weight_norm
 from tts.errors import TTSError

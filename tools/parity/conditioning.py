@@ -106,7 +106,7 @@ def sampled_codes_under_perturbation(runs: int = 3, size: float = 1e-6) -> int:
     """How many of `runs` GPTs, each with every weight moved by a relative N(0, size) perturbation
     (far more than float32 rounding), still sample the reference's codes for the fixture's seed."""
     from tts.models.gpt import GPTConfig, SpeechGPT
-    from tts.sampling.ar import sample_codes
+    from tts.sampling.generate import sample_codes
     from tts.sampling.logits import SamplingParams
 
     ref, meta = load_fixture("gpt")

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 from tortoise.api import load_discrete_vocoder_diffuser
-from tortoise.utils.audio import denormalize_tacotron_mel
-from tortoise.models.arch_util import AttentionBlock
 from tortoise.models import diffusion_decoder
+from tortoise.models.arch_util import AttentionBlock
 from tortoise.models.diffusion_decoder import DiffusionTts, TimestepEmbedSequential
+from tortoise.utils.audio import denormalize_tacotron_mel
 from tortoise.utils.diffusion import _extract_into_tensor, space_timesteps
 
 from tools.parity.fixture import save_fixture

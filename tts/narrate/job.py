@@ -30,7 +30,8 @@ from pathlib import Path
 
 from ..errors import TTSError
 from ..fileio import write_text_atomic
-from .book import Book, read_book
+from .book import Book
+from .inputs import read_book
 from .loudness import DEFAULT_TARGET_LUFS
 from .plan import Plan, make_plan
 from .render import Pauses, Rendered, output_format, remove_scratch, render
