@@ -45,6 +45,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import torch
 
+from tts.device import resolve_device
 from tts.models.diffusion import DiffusionConfig, DiffusionDecoder
 from tts.models.gpt import GPTConfig, SpeechGPT
 from tts.models.hifigan import HifiGanConfig, HifiGanGenerator, decode_latents
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(RESULTS), help="results file (markdown); '' for none")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     sizes = Sizes.small() if args.small else Sizes.full()
     precision = args.precision or ("fp16" if device.type == "cuda" else "fp32")
     half = "fp16" if device.type == "cuda" else "bf16"

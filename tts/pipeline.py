@@ -22,6 +22,7 @@ import torch
 
 from . import audio
 from .checkpoints import ModelBundle, load_model_dir
+from .device import resolve_device
 from .errors import TTSError
 from .models.univnet import UnivNet
 from .precision import autocast, half_dtype, prepare, vocoder_precision
@@ -47,18 +48,6 @@ class Conditioning:
 
     gpt: torch.Tensor  # (1, D_gpt)
     diffusion: torch.Tensor  # (1, D_cond)
-
-
-def resolve_device(name: str | None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TTSError("--device cuda was requested but no CUDA GPU is available (use --device cpu)")
-        return torch.device(name)
-    raise TTSError(f"unknown device {name!r} (use cpu or cuda)")
 
 
 def text_splitter(tokenizer, gpt_config) -> TextSplitter:

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import audio
 from .errors import TTSError
+from .silence import SILENT_RMS, is_silent
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ VOICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # the whole name: fullmatc
 # Clip checks for `voices add` (at the clip's own rate, after mixing to mono).
 MIN_CLIP_SECONDS = 2.0
 MAX_CLIP_SECONDS = 30.0
-SILENCE_RMS = 10 ** (-50 / 20)  # a clip quieter than -50 dBFS RMS is silence
 CLIPPED_LEVEL = 0.999  # |sample| at or above this counts as clipped ...
 MAX_CLIPPED_FRACTION = 0.001  # ... and more than 0.1% of such samples rejects the clip
 STORED_SAMPLE_RATE = audio.TORTOISE_SAMPLE_RATE  # clips are stored as mono FLAC at this rate
@@ -73,7 +73,7 @@ def check_clip(wav: np.ndarray, sample_rate: int, path: Path) -> None:
     seconds = len(wav) / sample_rate
     if not MIN_CLIP_SECONDS <= seconds <= MAX_CLIP_SECONDS:
         raise TTSError(f"clip {path} is {seconds:.1f} s long; clips must be {MIN_CLIP_SECONDS:g}-{MAX_CLIP_SECONDS:g} s")
-    if float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))) < SILENCE_RMS:
+    if is_silent(wav):
         raise TTSError(f"clip {path} is silent")
     if float(np.mean(np.abs(wav) >= CLIPPED_LEVEL)) > MAX_CLIPPED_FRACTION:
         raise TTSError(f"clip {path} is clipped (too many samples at full scale); record it at a lower level")
@@ -103,7 +103,7 @@ class Voice:
         for path in self.clips:
             try:
                 wav = audio.load_audio(path, sample_rate)
-                if len(wav) < sample_rate * 0.5 or np.abs(wav).max() < SILENCE_RMS:
+                if len(wav) < sample_rate * 0.5 or np.abs(wav).max() < SILENT_RMS:
                     raise TTSError(f"clip {path} is too short or silent")
             except TTSError as exc:
                 problems.append(str(exc))

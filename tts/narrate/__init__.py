@@ -9,7 +9,8 @@ SQLite manifest), :mod:`.runner` (batches through the pipeline, failure isolatio
 :mod:`.loudness`, :mod:`.render` and :mod:`.writers` (the output files), :mod:`.job` (one run).
 """
 
+from ..quality import DurationCheck
 from .job import Summary, narrate
-from .runner import DurationCheck, Progress
+from .runner import Progress
 
 __all__ = ["DurationCheck", "Progress", "Summary", "narrate"]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import logging
@@ -24,18 +23,19 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TTSError
-from ..fileio import write_text_atomic
+from ..fileio import exclusive_lock, write_text_atomic
+from ..quality import DurationCheck
 from .book import Book
 from .inputs import read_book
 from .loudness import DEFAULT_TARGET_LUFS
 from .plan import Plan, make_plan
 from .render import Pauses, Rendered, output_format, remove_scratch, render
-from .runner import CHUNKS_DIR, DurationCheck, Failure, Progress, Runner
+from .runner import CHUNKS_DIR, Failure, Progress, Runner
 from .store import DONE, Manifest, Row
 from .writers import require_ffmpeg
 
@@ -92,19 +92,9 @@ def prepare_outdir(outdir: Path) -> Path:
     return outdir
 
 
-@contextlib.contextmanager
-def exclusive(outdir: Path) -> Iterator[None]:
+def exclusive(outdir: Path) -> contextlib.AbstractContextManager:
     """Hold the output directory's lock (released by the OS however the process ends)."""
-    with contextlib.ExitStack() as stack:
-        try:
-            handle = stack.enter_context(open(outdir / LOCK, "a"))
-        except OSError as exc:
-            raise TTSError(f"cannot write to the output directory {outdir}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise TTSError(f"{outdir} is in use by another `tts narrate` run") from None
-        yield
+    return exclusive_lock(outdir / LOCK, f"{outdir} is in use by another `tts narrate` run")
 
 
 # Temporary names (tts.fileio.atomic_path: ".NAME.RANDOM.SUFFIX.tmp") of the files a run writes at the top.
