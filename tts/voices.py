@@ -29,6 +29,7 @@ SHIPPED_VOICES_DIR = Path(__file__).resolve().parent.parent / "voices"
 VOICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # the whole name: fullmatch (`$` would allow a final "\n")
 
 # Clip checks for `voices add` (at the clip's own rate, after mixing to mono).
+SILENCE_RMS = SILENT_RMS  # the silence level (defined in tts.silence), under the name this module gave it
 MIN_CLIP_SECONDS = 2.0
 MAX_CLIP_SECONDS = 30.0
 CLIPPED_LEVEL = 0.999  # |sample| at or above this counts as clipped ...
@@ -103,7 +104,7 @@ class Voice:
         for path in self.clips:
             try:
                 wav = audio.load_audio(path, sample_rate)
-                if len(wav) < sample_rate * 0.5 or np.abs(wav).max() < SILENT_RMS:
+                if len(wav) < sample_rate * 0.5 or np.abs(wav).max() < SILENCE_RMS:
                     raise TTSError(f"clip {path} is too short or silent")
             except TTSError as exc:
                 problems.append(str(exc))
