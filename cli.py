@@ -1,6 +1,7 @@
-"""The `tts` command line: a thin layer over the tts library.
+"""The `tts` command line: a thin layer over the tts library (options in, one call, lines out).
 
-Errors the user can fix print one line (`error: ...`) and exit with status 1.
+Errors the user can fix print one line (`error: ...`) and exit with status 1. Choices (presets,
+samplers, precisions) come from the library's registries, which import no torch, so `tts --help` is fast.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 import click
 
 from tts.errors import TTSError
+from tts.precision import PRECISIONS
+from tts.sampling.options import PRESETS, SAMPLERS
 
 
 def user_errors(func):
@@ -28,27 +31,6 @@ def user_errors(func):
             sys.exit(130)
 
     return wrapper
-
-
-class Bar:
-    """A progress bar on a terminal; nothing otherwise."""
-
-    def __init__(self, enabled: bool, desc: str):
-        self.bar = None
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=1, desc=desc, unit="step", leave=False, dynamic_ncols=True)
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is not None:
-            self.bar.total = total
-            self.bar.n = done
-            self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 class OneLineErrors(click.Group):
@@ -80,16 +62,26 @@ voices_dir_option = click.option(
     "--voices-dir", type=click.Path(file_okay=False), default=None,
     help="Directory of user voices (default: $TTS_VOICES_DIR or ~/.local/share/tts/voices).",
 )
+_GENERATION_OPTIONS = [
+    click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True,
+                 help="Quality/speed trade-off."),
+    click.option("--candidates", type=click.IntRange(min=1), default=None, help="Code sequences sampled per chunk."),
+    click.option("--diffusion-steps", type=click.IntRange(1, 4000), default=None, help="Diffusion decoder steps."),
+    click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None, help="Diffusion sampler."),
+]
+
+
+def generation_options(command):
+    """--preset, --candidates, --diffusion-steps and --sampler, the same for every command that synthesises."""
+    for option in reversed(_GENERATION_OPTIONS):
+        command = option(command)
+    return command
 
 
 @main.command()
 @click.argument("text")
 @click.option("--voice", required=True, help="Voice name (see `tts voices list`).")
-@click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default="fast",
-              show_default=True, help="Quality/speed trade-off.")
-@click.option("--candidates", type=click.IntRange(min=1), default=None, help="Code sequences sampled per chunk.")
-@click.option("--diffusion-steps", type=click.IntRange(1, 4000), default=None, help="Diffusion decoder steps.")
-@click.option("--sampler", type=click.Choice(["ddpm", "ddim", "dpm++2m"]), default=None, help="Diffusion sampler.")
+@generation_options
 @click.option("--seed", type=int, default=None, help="Random seed, for reproducible output.")
 @click.option("-o", "--output", type=click.Path(allow_dash=True), default="out.wav", show_default=True,
               help="Output audio file (.wav, .flac or .ogg), or - for a WAV on standard output.")
@@ -97,7 +89,7 @@ voices_dir_option = click.option(
               help="Write audio as it is made: through the latent decoder when the model has one (one candidate, "
                    "no diffusion), else sentence by sentence. A file appears complete at the end (written to a "
                    "temporary file meanwhile); with -o - the WAV goes to standard output chunk by chunk.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True,
               help="Compute precision (bf16: CPUs with AMX and GPUs; fp16: GPUs).")
 @click.option("--model-dir", type=click.Path(file_okay=False), default=None,
               help="Model directory (Tortoise .pth files or our safetensors layout).")
@@ -108,11 +100,12 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
           voices_dir):
     """Say TEXT (use - to read it from standard input) in VOICE and write it to OUTPUT."""
     from tts.audio import STDOUT, AudioWriter, check_writable
-    from tts.pipeline import TextToSpeech, resolve_device
-    from tts.sampling.options import preset as make_options
-    from tts.voices import VoiceLibrary
-
+    from tts.device import resolve_device
+    from tts.pipeline import TextToSpeech
+    from tts.progress import ProgressDisplay
+    from tts.sampling.options import resolve
     from tts.text.normalize import has_speech
+    from tts.voices import VoiceLibrary
 
     if text == "-":
         text = sys.stdin.read()
@@ -125,18 +118,15 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
     resolve_device(device)
     voice_obj = VoiceLibrary(voices_dir).get(voice)
     tts = TextToSpeech(model_dir, device=device, precision=precision)
-    options = make_options(preset, candidates=candidates, diffusion_steps=diffusion_steps, sampler=sampler, seed=seed,
-                           **tts.models.card.presets.get(preset, {}))
+    options = resolve(preset, tts.models.card, candidates=candidates, diffusion_steps=diffusion_steps, sampler=sampler,
+                      seed=seed)
     with AudioWriter(output, tts.sample_rate) as writer:
         if stream:
             for chunk in tts.stream(text, voice_obj, options):
                 writer.write(chunk)
         else:
-            bar = Bar(True, "speaking")
-            try:
-                writer.write(tts.synthesize(text, voice_obj, options, progress=bar))
-            finally:
-                bar.close()
+            with ProgressDisplay("speaking", "steps", every_s=None) as show:
+                writer.write(tts.synthesize(text, voice_obj, options, progress=show))
     where = "standard output" if output == STDOUT else output
     click.echo(f"wrote {where} ({writer.samples / tts.sample_rate:.1f} s)", err=True)
 
@@ -282,11 +272,7 @@ def reconstruct(inputs, output, voice, steps, seed, model_dir, device, voices_di
 @click.option("--sentences", type=click.Path(dir_okay=False), default=None,
               help="Text file, one sentence per line (default: benchmarks/sentences.txt, the public set).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N sentences.")
-@click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default="fast",
-              show_default=True, help="Quality/speed trade-off.")
-@click.option("--candidates", type=click.IntRange(min=1), default=None, help="Code sequences sampled per chunk.")
-@click.option("--diffusion-steps", type=click.IntRange(1, 4000), default=None, help="Diffusion decoder steps.")
-@click.option("--sampler", type=click.Choice(["ddpm", "ddim"]), default=None, help="Diffusion sampler.")
+@generation_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (every sentence uses it).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="report.json", show_default=True,
               help="JSON report to write.")
@@ -302,70 +288,14 @@ def eval_command(obj, model_dir, voice_names, sentences, limit, preset, candidat
 
     Needs the judges: pip install .[eval]
     """
-    import os
-    import time
-    from pathlib import Path
-
-    import torch
-
     from tts import evaluate as ev
-    from tts.pipeline import TextToSpeech, resolve_device
-    from tts.sampling.options import preset as make_options
-    from tts.voices import VoiceLibrary
 
-    output = Path(output)
-    parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise TTSError(f"cannot write {output}: directory {parent} does not exist or is not writable")
-    sentences_file = Path(sentences) if sentences else Path(__file__).resolve().parent / "benchmarks" / "sentences.txt"
-    texts = ev.read_sentences(sentences_file)[:limit]
-    library = VoiceLibrary(voices_dir)
-    if voice_names:
-        names = [name.strip() for name in voice_names.split(",") if name.strip()]
-        if not names:
-            raise TTSError("--voices names no voice")
-        voice_list = [library.get(name) for name in dict.fromkeys(names)]
-    else:
-        voice_list = [voice for voice in library.all() if library.is_shipped(voice.name)]
-        if not voice_list:
-            raise TTSError("there are no shipped voices to evaluate: name some with --voices")
-    judge_device = resolve_device(device).type
-    if save_audio:
-        try:
-            Path(save_audio).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TTSError(f"cannot create {save_audio}: {exc.strerror or exc}") from None
-
-    start = time.perf_counter()
-    judges = (obj or {}).get("judges") or ev.load_judges(judge_device)  # tests pass fake judges in ctx.obj
-    judge_load_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    tts = TextToSpeech(model_dir, device=device)
-    load_seconds = time.perf_counter() - start
-    chosen = {"candidates": candidates, "diffusion_steps": diffusion_steps, "sampler": sampler, "seed": seed}
-    options = make_options(preset, **{**tts.models.card.presets.get(preset, {}),
-                                      **{k: v for k, v in chosen.items() if v is not None}})
-    click.echo(f"model loaded in {load_seconds:.1f} s; evaluating {len(voice_list)} voice(s) x {len(texts)} "
-               f"sentence(s)", err=True)
-
-    def report_line(voice: str, result, done: int, total: int) -> None:
-        sim = "-" if result.similarity is None else f"{result.similarity:.2f}"
-        rtf = "-" if result.real_time_factor is None else f"{result.real_time_factor:.2f}"
-        problems = ", ".join(f["kind"] for f in result.failures)
-        click.echo(f"[{done}/{total}] {voice} #{result.index + 1}: WER {100 * result.wer:.0f}% sim {sim} "
-                   f"RTF {rtf}{'  ' + problems if problems else ''}", err=True)
-
-    info = {
-        "model": {"dir": str(model_dir) if model_dir else "(bundled default)", "id": tts.models.model_id,
-                  "load_seconds": round(load_seconds, 3)},
-        "device": str(tts.device),
-        "torch_threads": torch.get_num_threads(),
-        "sentences_file": str(sentences_file),
-        "judge_load_seconds": round(judge_load_seconds, 3),
-    }
-    report = ev.evaluate(tts, voice_list, texts, options, judges, save_audio_dir=save_audio, info=info,
-                         on_sentence=report_line)
-    ev.write_report(output, report)
+    report = ev.run_evaluation(
+        model_dir, output, voices=voice_names.split(",") if voice_names is not None else None, sentences=sentences,
+        limit=limit, preset=preset, save_audio_dir=save_audio, device=device, voices_dir=voices_dir,
+        overrides={"candidates": candidates, "diffusion_steps": diffusion_steps, "sampler": sampler, "seed": seed},
+        judges=(obj or {}).get("judges"),  # tests pass fake judges in ctx.obj
+        say=lambda line: click.echo(line, err=True))
     click.echo(ev.summary_table(report))
     click.echo(f"wrote {output}", err=True)
 
@@ -376,39 +306,6 @@ def eval_command(obj, model_dir, voice_names, sentences, limit, preset, candidat
 @main.group()
 def data() -> None:
     """Build training data."""
-
-
-class CorpusProgress:
-    """Corpus hours done: a bar on a terminal, otherwise a line every `every_s` seconds (for logs)."""
-
-    def __init__(self, every_s: float = 60.0):
-        import time
-
-        self.clock, self.start, self.every_s, self.last = time.monotonic, time.monotonic(), every_s, 0.0
-        self.reached = False
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=1.0, desc="corpus", unit="h", dynamic_ncols=True,
-                            bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} h [{elapsed}<{remaining}]")
-
-    def __call__(self, done_s: float, target_s: float) -> None:
-        if self.bar is not None:
-            self.bar.total = target_s / 3600
-            self.bar.n = min(done_s, target_s) / 3600
-            self.bar.refresh()
-            return
-        now = self.clock()
-        reached = done_s >= target_s
-        if now - self.last >= self.every_s or (reached and not self.reached):
-            self.last, self.reached = now, reached
-            click.echo(f"corpus: {done_s / 3600:.2f} / {target_s / 3600:.2f} h "
-                       f"({100 * min(done_s / target_s, 1):.0f}%), {(now - self.start) / 60:.1f} min", err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @data.command("build-corpus")
@@ -432,16 +329,14 @@ def data_build_corpus(out, voices, hours, workers, seed, variants):
     """
     from tts.data.corpus import build_corpus, describe_speed
     from tts.data.voices import DEFAULT_VOICES
+    from tts.progress import ProgressDisplay
 
     names = DEFAULT_VOICES if voices is None else [v.strip() for v in voices.split(",") if v.strip()]
     if not names:
         raise TTSError("--voices names no voice")
-    progress = CorpusProgress()
-    try:
+    with ProgressDisplay("corpus", "h", scale=3600, digits=2, elapsed=True) as show:
         report = build_corpus(out, names, hours=hours, workers=workers, seed=seed, variants=variants,
-                              progress=progress)
-    finally:
-        progress.close()
+                              progress=show)
     for line in describe_speed(report):
         click.echo(line, err=True)
     stopped = [name for name, st in report.speakers.items() if st.stopped]
@@ -456,87 +351,12 @@ def data_build_corpus(out, voices, hours, workers, seed, variants):
 FAILED_CHUNKS_EXIT = 3  # the run finished but some chunks failed (1: an error stopped it)
 
 
-def clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = round(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-class NarrationProgress:
-    """Chunks done, audio made, speed and ETA: a bar on a terminal, otherwise a line every `every_s` seconds."""
-
-    def __init__(self, every_s: float = 60.0):
-        import time
-
-        self.clock, self.every_s, self.last = time.monotonic, every_s, time.monotonic()
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=1, desc="narrating", unit="chunk", dynamic_ncols=True, leave=False,
-                            bar_format="{desc}: {n}/{total} chunks |{bar:20}|{postfix}")
-
-    @staticmethod
-    def describe(state) -> str:
-        speed = f"{state.speed:.2f}x real time" if state.speed else "-x real time"
-        failed = f", {state.chunks_failed} failed" if state.chunks_failed else ""
-        return f"audio {clock(state.audio_seconds)}, {speed}, ETA {clock(state.eta)}{failed}"
-
-    def __call__(self, state) -> None:
-        settled = state.chunks_done + state.chunks_failed
-        if self.bar is not None:
-            self.bar.total = state.chunks_total
-            self.bar.n = settled
-            self.bar.set_postfix_str(self.describe(state), refresh=False)
-            self.bar.refresh()
-        elif self.clock() - self.last >= self.every_s:
-            self.last = self.clock()
-            click.echo(f"narrating: {settled}/{state.chunks_total} chunks, {self.describe(state)}", err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def echo_plan(plan) -> None:
-    """The chapters a book was split into (for --dry-run)."""
-    click.echo(f"{plan.title}: {len(plan.chapters)} chapters, {len(plan.chunks)} chunks, "
-               f"{sum(len(c.text.split()) for c in plan.chunks)} words")
-    for index, title in enumerate(plan.chapters):
-        chunks = plan.chapter_chunks(index)
-        click.echo(f"{index + 1:>4}  {len(chunks):>5} chunks  {sum(len(c.text.split()) for c in chunks):>6} words  "
-                   f"{title}")
-
-
-def echo_summary(summary) -> None:
-    made = summary.progress
-    if made is not None and made.chunks_done:
-        click.echo(f"made {made.chunks_done} chunks ({clock(made.audio_seconds)} of audio) in {clock(made.elapsed)}, "
-                   f"{made.speed or 0:.2f}x real time; {summary.reused} were already done", err=True)
-    elif not summary.failures:
-        click.echo(f"all {summary.reused} chunks were already done", err=True)
-    rendered = summary.rendered
-    if rendered is not None:
-        if rendered.book is not None:
-            click.echo(f"wrote {rendered.book} ({clock(rendered.book_seconds)}, {len(rendered.chapters)} chapters, "
-                       f"gain {rendered.gain_db:+.1f} dB), chapter files in {summary.outdir / 'chapters'}, "
-                       f"chapters.txt", err=True)
-        elif rendered.chapters:
-            click.echo(f"wrote {len(rendered.chapters)} complete chapter files in {summary.outdir / 'chapters'}; "
-                       "the book file waits for the failed chunks", err=True)
-    for failure in summary.failures:
-        text = failure.chunk.text if len(failure.chunk.text) <= 60 else failure.chunk.text[:57] + "..."
-        click.echo(f"  failed {failure.chunk.label} ({failure.chunk.key}): {failure.reason}: {text!r}", err=True)
-
-
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=True))
 @click.option("--voice", required=True, help="Voice name (see `tts voices list`).")
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(),
               help="Output directory: manifest, chunk audio, chapter files, the book (created if needed).")
-@click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default="fast",
-              show_default=True, help="Quality/speed trade-off.")
+@generation_options
 @click.option("--format", "fmt", type=click.Choice(["wav", "flac", "mp3", "m4b"]), default="mp3", show_default=True,
               help="Audio format of the chapter files and the book (m4b needs ffmpeg).")
 @click.option("--regenerate", multiple=True, metavar="IDS",
@@ -544,9 +364,6 @@ def echo_summary(summary) -> None:
                    "comma-separated or repeated.")
 @click.option("--seed", type=int, default=None, help="Book seed (default: the one the book was started with).")
 @click.option("--text-batch", type=click.IntRange(min=1), default=None, help="Chunks sampled together by the GPT.")
-@click.option("--candidates", type=click.IntRange(min=1), default=None, help="Code sequences sampled per chunk.")
-@click.option("--diffusion-steps", type=click.IntRange(1, 4000), default=None, help="Diffusion decoder steps.")
-@click.option("--sampler", type=click.Choice(["ddpm", "ddim"]), default=None, help="Diffusion sampler.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, hidden=True,
               help="Speech codes per chunk at most.")
 @click.option("--target-lufs", type=click.FloatRange(-40, -6), default=-18.0, show_default=True,
@@ -571,32 +388,33 @@ def narrate(inputs, voice, outdir, preset, fmt, regenerate, seed, text_batch, ca
     """
     import dataclasses
 
-    from tts.narrate import DurationCheck
+    from tts.device import resolve_device
     from tts.narrate import narrate as run_narration
-    from tts.pipeline import resolve_device
+    from tts.narrate import report
+    from tts.narrate.job import preview
+    from tts.progress import ProgressDisplay
+    from tts.quality import DurationCheck
 
     if dry_run:
-        from tts.narrate.book import read_book
-        from tts.narrate.plan import make_plan
-
-        echo_plan(make_plan(read_book(inputs)))
+        for line in report.preview_lines(preview(inputs, model_dir)):
+            click.echo(line)
         return
     resolve_device(device)
     bounds = {"min_seconds_per_char": min_seconds_per_char, "max_seconds_per_char": max_seconds_per_char}
     check = dataclasses.replace(DurationCheck(), **{k: v for k, v in bounds.items() if v is not None})
     overrides = {"candidates": candidates, "diffusion_steps": diffusion_steps, "sampler": sampler,
                  "text_batch": text_batch, "max_mel_tokens": max_tokens}
-    progress = NarrationProgress()
-    try:
+    with ProgressDisplay("narrating", "chunks") as show:
+        def progress(state) -> None:
+            show(state.chunks_done + state.chunks_failed, state.chunks_total, report.progress_note(state))
+
         summary = run_narration(inputs, outdir, voice, model_dir=model_dir, device=device, voices_dir=voices_dir,
                                 preset_name=preset, overrides=overrides, fmt=fmt, regenerate=regenerate, seed=seed,
                                 target_lufs=target_lufs, check=check, retries=retries, progress=progress)
-    finally:
-        progress.close()
-    echo_summary(summary)
+    for line in report.summary_lines(summary):
+        click.echo(line, err=True)
     if summary.failures:
-        failed = click.ClickException(f"{len(summary.failures)} of {summary.chunks} chunks failed (listed above); "
-                                      "run the same command again to retry them")
+        failed = click.ClickException(report.failed_message(summary))
         failed.exit_code = FAILED_CHUNKS_EXIT
         raise failed
 

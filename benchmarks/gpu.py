@@ -45,14 +45,15 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import torch
 
+from tts.device import resolve_device
 from tts.models.diffusion import DiffusionConfig, DiffusionDecoder
 from tts.models.gpt import GPTConfig, SpeechGPT
 from tts.models.hifigan import HifiGanConfig, HifiGanGenerator, decode_latents
 from tts.models.univnet import UnivNet, UnivNetConfig
 from tts.precision import autocast, prepare
-from tts.sampling.ar import sample_codes
 from tts.sampling.diffusion import SAMPLERS, NoiseSchedule, sample_loop
 from tts.sampling.diffusion_graph import DiffusionRunner
+from tts.sampling.generate import sample_codes
 from tts.sampling.logits import SamplingParams
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -263,7 +264,7 @@ def make_model_dir(path: Path, sizes: Sizes, small: bool) -> Path:
 
 def measure_pipeline(model_dir: Path, sizes: Sizes, device: torch.device, precision: str, voices_dir: Path) -> dict:
     from tts.pipeline import TextToSpeech
-    from tts.sampling.options import preset
+    from tts.sampling.options import resolve
     from tts.streaming import StreamSettings
     from tts.voices import VoiceLibrary
 
@@ -273,10 +274,10 @@ def measure_pipeline(model_dir: Path, sizes: Sizes, device: torch.device, precis
     voice = VoiceLibrary(voices_dir).get("bench")
     cond = tts.conditioning(voice)
     # one warm-up synthesis (graph captures, kernel selection), then each preset once
-    tts.synthesize(SENTENCE, cond, preset(sizes.presets[0], seed=0, max_mel_tokens=sizes.max_mel_tokens,
-                                          **sizes.overrides))
+    tts.synthesize(SENTENCE, cond, resolve(sizes.presets[0], tts.models.card, seed=0,
+                                           max_mel_tokens=sizes.max_mel_tokens, **sizes.overrides))
     for name in sizes.presets:
-        options = preset(name, seed=0, max_mel_tokens=sizes.max_mel_tokens, **sizes.overrides)
+        options = resolve(name, tts.models.card, seed=0, max_mel_tokens=sizes.max_mel_tokens, **sizes.overrides)
         audio = {}
 
         def run(options=options, audio=audio) -> None:
@@ -286,7 +287,7 @@ def measure_pipeline(model_dir: Path, sizes: Sizes, device: torch.device, precis
         out[f"rtf_{name}"] = round(seconds / (audio["samples"] / tts.sample_rate), 4)
         out[f"seconds_{name}"] = round(seconds, 3)
     if tts.models.latent_decoder is not None:
-        options = preset("ultra_fast", seed=0, max_mel_tokens=sizes.max_mel_tokens)
+        options = resolve("ultra_fast", tts.models.card, seed=0, max_mel_tokens=sizes.max_mel_tokens)
         for label, settings in (("", StreamSettings()), ("_first60", StreamSettings(first_tokens=60))):
             first = time_to_first_audio(tts, SENTENCE, cond, options, settings)  # warm-up (captures graphs)
             first = time_to_first_audio(tts, SENTENCE, cond, options, settings)
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=str(RESULTS), help="results file (markdown); '' for none")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     sizes = Sizes.small() if args.small else Sizes.full()
     precision = args.precision or ("fp16" if device.type == "cuda" else "fp32")
     half = "fp16" if device.type == "cuda" else "bf16"

@@ -30,6 +30,7 @@ import torch
 
 from tts.errors import TTSError
 from tts.fileio import write_text_atomic
+from tts.sampling.options import PRESETS, SAMPLERS
 
 CHAPTER = Path(__file__).resolve().parent / "chapter.txt"
 
@@ -108,10 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voices-dir", default=None)
     parser.add_argument("--text", default=str(CHAPTER), help="text file to narrate (default: the benchmark chapter)")
     parser.add_argument("--limit-words", type=int, default=None, help="only the first N words (a quick run)")
-    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--preset", default="fast", choices=list(PRESETS))
     parser.add_argument("--text-batch", type=int, default=None, help="chunks sampled together by the GPT")
     parser.add_argument("--candidates", type=int, default=None)
     parser.add_argument("--diffusion-steps", type=int, default=None)
+    parser.add_argument("--sampler", default=None, choices=list(SAMPLERS))
     parser.add_argument("--max-tokens", type=int, default=None, help="speech codes per chunk at most")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         text = first_words(Path(args.text).read_text(encoding="utf-8"), args.limit_words)
         result = run(args.model_dir, args.voice, text, args.preset, args.device, args.voices_dir, args.keep,
                      args.format, not args.no_duration_check, text_batch=args.text_batch, candidates=args.candidates,
-                     diffusion_steps=args.diffusion_steps, max_mel_tokens=args.max_tokens)
+                     diffusion_steps=args.diffusion_steps, sampler=args.sampler, max_mel_tokens=args.max_tokens)
         if args.json:
             write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
     except TTSError as exc:

@@ -27,6 +27,7 @@ import torch
 
 from tools.parity.seeded import parameter_shapes, seeded_state_dict
 from tts import audio
+from tts.device import resolve_device
 from tts.models.diffusion import DiffusionConfig, DiffusionDecoder
 from tts.models.univnet import UnivNet, UnivNetConfig
 from tts.precision import autocast, prepare
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     precision = args.precision or ("fp16" if device.type == "cuda" else "bf16")
     skip = set(filter(None, args.skip.split(",")))
     torch.manual_seed(0)

@@ -26,6 +26,7 @@ import torch
 
 from tts.errors import TTSError
 from tts.fileio import write_text_atomic
+from tts.sampling.options import PRESETS, SAMPLERS
 
 SENTENCE = "Please call Stella and ask her to bring these things with her from the store."  # 15 words
 WARMUP_RUNS = 1
@@ -41,7 +42,7 @@ def run(model_dir: str | None, voice_name: str, text: str = SENTENCE, runs: int 
         device: str = "cpu", voices_dir: str | None = None, **overrides) -> dict:
     """Time loading and `runs` syntheses of `text` (after a warm-up); return the figures as a dict."""
     from tts.pipeline import TextToSpeech
-    from tts.sampling.options import preset
+    from tts.sampling.options import resolve
     from tts.voices import VoiceLibrary
 
     voice = VoiceLibrary(voices_dir).get(voice_name)
@@ -49,8 +50,7 @@ def run(model_dir: str | None, voice_name: str, text: str = SENTENCE, runs: int 
     tts = TextToSpeech(model_dir, device=device)
     load_seconds = time.perf_counter() - start
     rss_after_load = peak_rss_mib()
-    chosen = {k: v for k, v in overrides.items() if v is not None}  # what was asked wins over the model's own
-    options = preset(preset_name, **{**tts.models.card.presets.get(preset_name, {}), **chosen})
+    options = resolve(preset_name, tts.models.card, **overrides)  # what was asked wins over the model's own
     start = time.perf_counter()
     tts.conditioning(voice)
     conditioning_seconds = time.perf_counter() - start
@@ -124,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voices-dir", default=None)
     parser.add_argument("--text", default=SENTENCE, help="sentence to say (default: a 15-word sentence)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs after one warm-up")
-    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--preset", default="fast", choices=list(PRESETS))
     parser.add_argument("--candidates", type=int, default=None)
     parser.add_argument("--diffusion-steps", type=int, default=None)
-    parser.add_argument("--sampler", default=None)
+    parser.add_argument("--sampler", default=None, choices=list(SAMPLERS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

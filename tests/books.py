@@ -85,6 +85,40 @@ def write_epub(path: Path, chapters=CHAPTERS, toc: bool = True, anchors: bool = 
     return path
 
 
+def with_fragment_items(path: Path) -> Path:
+    """Rewrite an EPUB as some real ones are made (Debian's live-manual-epub books, for one): every
+    document is listed in the manifest a second time with a `#fragment` in its href, and the spine
+    lists that item right after the document. E-book readers open such books; ebooklib raises KeyError."""
+    import posixpath
+    import zipfile
+
+    import lxml.etree
+
+    opf_ns = "{http://www.idpf.org/2007/opf}"
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    container = lxml.etree.fromstring(members["META-INF/container.xml"])
+    opf_name = container.find(".//{urn:oasis:names:tc:opendocument:xmlns:container}rootfile").get("full-path")
+    opf = lxml.etree.fromstring(members[opf_name])
+    manifest, spine = opf.find(f"{opf_ns}manifest"), opf.find(f"{opf_ns}spine")
+    for item in list(manifest):
+        if item.get("media-type") != "application/xhtml+xml" or "nav" in item.get("properties", ""):
+            continue
+        anchored = lxml.etree.SubElement(manifest, f"{opf_ns}item", {
+            "id": f"{item.get('id')}#part", "href": f"{item.get('href')}#part", "media-type": item.get("media-type")})
+        item.addnext(anchored)
+        for ref in spine:
+            if ref.get("idref") == item.get("id"):
+                ref.addnext(lxml.etree.Element(f"{opf_ns}itemref", {"idref": anchored.get("id")}))
+    assert any("#" in i.get("href") for i in manifest) and posixpath.dirname(opf_name)
+    members[opf_name] = lxml.etree.tostring(opf, xml_declaration=True, encoding="utf-8")
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), members.pop("mimetype"))
+        for name, data in members.items():
+            archive.writestr(name, data, zipfile.ZIP_DEFLATED)
+    return path
+
+
 WRITERS = {"txt": write_txt, "md": write_md, "epub": write_epub}
 # Chapter titles as read; the title page (txt: the first line, epub: title.xhtml) is a chapter of its own.
 TITLES = {"txt": [TITLE, *TXT_TITLES], "md": MD_TITLES, "epub": [TITLE, *EPUB_TITLES]}

@@ -8,8 +8,9 @@ import torch
 
 from tests.test_gpt import tiny_config
 from tts.models.gpt import SpeechGPT
-from tts.sampling.ar import StaticCacheDecoder, sample_codes, sample_codes_many
+from tts.sampling.ar import StaticCacheDecoder
 from tts.sampling.ar_graph import DecodeBuffers, GraphDecoder, decode_step, record_token
+from tts.sampling.generate import sample_codes, sample_codes_many
 from tts.sampling.graphs import StepGraphs
 from tts.sampling.logits import SamplingParams
 

@@ -1,5 +1,7 @@
 """benchmarks/gpu.py in its CPU smoke mode (small random models), and its time-to-first-audio function."""
 
+import math
+
 import pytest
 
 from benchmarks import gpu
@@ -14,7 +16,9 @@ def test_smoke_run_writes_its_section(tmp_path):
     out = tmp_path / "RESULTS.md"
     out.write_text("# results\n\n<!-- gpu -->\nGPU: not run\n<!-- /gpu -->\n")
     figures = gpu.main(["--device", "cpu", "--small", "--skip", "pipeline", "--out", str(out)])["ours"]
-    assert figures["ar_ms_b1_graph"] > 0 and figures["diffusion_ms_eager"] > 0
+    # per-token and per-step figures are differences of two timings: on a loaded 2-core machine the
+    # small models' difference can come out below zero, so only their presence is checked here
+    assert all(math.isfinite(figures[k]) for k in ("ar_ms_b1_graph", "diffusion_ms_eager"))
     assert figures["hifigan_ms_per_s_bf16"] > 0 and figures["ar_floor_ms_b1"] > 0
     text = out.read_text()
     assert "GPU: not run" in text  # the other section is kept

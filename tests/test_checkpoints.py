@@ -53,3 +53,39 @@ def test_model_card_missing_component(tiny_model_dir, tmp_path):
     (model / "model.json").write_text(json.dumps(card))
     with pytest.raises(TTSError, match="names no diffusion component"):
         load_model_dir(model)
+
+
+@pytest.mark.parametrize("where", ["parent", "absolute", "nested_parent"])
+def test_model_card_names_only_files_inside_its_directory(where, tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "m")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.move(model / "gpt.safetensors", outside / "gpt.safetensors")  # a loadable file, but not the model's
+    card = json.loads((model / "model.json").read_text())
+    card["components"]["gpt"] = {"parent": "../outside/gpt.safetensors", "absolute": str(outside / "gpt.safetensors"),
+                                 "nested_parent": "sub/../../outside/gpt.safetensors"}[where]
+    (model / "model.json").write_text(json.dumps(card))
+    with pytest.raises(TTSError, match="outside the model directory"):
+        load_model_dir(model)
+
+
+def test_pickled_code_in_mel_norms_is_refused_by_name(tiny_tortoise_dir, tmp_path):
+    import pickle
+    import shutil
+    from pathlib import Path
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "pwned",))
+
+    model = shutil.copytree(tiny_tortoise_dir, tmp_path / "m")
+    with open(model / "mel_norms.pth", "wb") as f:
+        pickle.dump(Evil(), f)
+    with pytest.raises(TTSError) as caught:
+        load_model_dir(model)
+    message = str(caught.value)
+    assert "mel_norms.pth" in message and "contains code" in message and "weights_only" not in message
+    assert "\n" not in message and not (tmp_path / "pwned").exists()

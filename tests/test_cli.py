@@ -145,8 +145,34 @@ def test_pickled_code_is_never_executed(tiny_tortoise_dir, voices, tmp_path):
     with open(model / "clvp2.pth", "wb") as f:
         pickle.dump(Evil(), f)
     result = run("speak", "Hi.", "--voice", "alice", "--model-dir", model, "-o", tmp_path / "x.wav")
-    assert_one_line_error(result, "cannot read", "clvp2.pth")
+    assert_one_line_error(result, "clvp2.pth", "refused", "contains code")
+    assert "weights_only" not in result.output  # torch's advice to unpickle it anyway is not passed on
     assert not (tmp_path / "pwned").exists()
+
+
+def test_card_preset_and_a_flag_may_set_the_same_field(tiny_model_dir, voices, tmp_path):
+    """A model card's preset adjustment and the user's flag for the same field: the flag wins."""
+    import json
+    import shutil
+
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    card = json.loads((model / "model.json").read_text())
+    card["presets"] = {"ultra_fast": {"candidates": 3, "diffusion_steps": 5}}
+    (model / "model.json").write_text(json.dumps(card))
+    out = tmp_path / "x.wav"
+    result = run("speak", "Hi.", "--voice", "alice", "--model-dir", model, "-o", out, *FAST)
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+
+
+@pytest.mark.parametrize("command", ["speak", "narrate", "eval"])
+def test_every_command_offers_every_preset_and_sampler(command):
+    from tts.sampling.diffusion import SAMPLERS
+    from tts.sampling.options import PRESETS
+
+    params = {p.name: p for p in main.commands[command].params}
+    assert list(params["preset"].type.choices) == list(PRESETS)
+    assert list(params["sampler"].type.choices) == list(SAMPLERS)
 
 
 def test_not_a_model_dir(voices, tmp_path):
@@ -213,13 +239,54 @@ def test_voices_add_list_remove(tmp_path, monkeypatch):
     assert "carol" not in run("voices", "list").output
 
 
-@pytest.mark.parametrize("name", ["../evil", "a/b", "Upper", "", ".hidden", "x" * 65])
+@pytest.mark.parametrize("name", ["../evil", "a/b", "Upper", "", ".hidden", "x" * 65, "x\n", "joe\n"])
 def test_voice_names_are_simple_identifiers(name, tmp_path, monkeypatch):
     monkeypatch.setenv("TTS_VOICES_DIR", str(tmp_path / "v"))
     clip = tmp_path / "c.wav"
     audio.save_audio(clip, speech_like(3.0), 22050)
     assert_one_line_error(run("voices", "add", name, clip), "invalid voice name")
     assert not (tmp_path / "evil").exists()
+    assert not (tmp_path / "v").exists() or list((tmp_path / "v").iterdir()) == []
+
+
+def test_voice_lookup_refuses_a_name_with_a_trailing_newline(voices):
+    assert_one_line_error(run("voices", "remove", "alice\n"), "invalid voice name")
+    assert (voices / "alice").is_dir()
+
+
+def _linked_voice(tmp_path, monkeypatch):
+    """A user voice `frank` whose folder is a symbolic link to a folder of clips elsewhere."""
+    monkeypatch.setenv("TTS_VOICES_DIR", str(tmp_path / "v"))
+    real = make_voice(tmp_path / "elsewhere", "frank")
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "frank").symlink_to(real, target_is_directory=True)
+    return real
+
+
+def test_voices_remove_of_a_symlinked_voice_removes_the_link_only(tmp_path, monkeypatch):
+    real = _linked_voice(tmp_path, monkeypatch)
+    assert "frank\tuser\t2 clips" in run("voices", "list").output
+    result = run("voices", "remove", "frank")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "v" / "frank").exists() and not (tmp_path / "v" / "frank").is_symlink()
+    assert len(list(real.iterdir())) == 2  # the folder the link pointed to is left alone
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_voices_add_replace_over_a_symlinked_voice(dangling, tmp_path, monkeypatch):
+    real = _linked_voice(tmp_path, monkeypatch)
+    if dangling:
+        import shutil
+
+        shutil.rmtree(real)
+    clip = tmp_path / "c.wav"
+    audio.save_audio(clip, speech_like(3.0), 22050)
+    result = run("voices", "add", "frank", clip, "--replace")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "v" / "frank"
+    assert folder.is_dir() and not folder.is_symlink() and [p.name for p in folder.iterdir()] == ["c.flac"]
+    if not dangling:
+        assert len(list(real.iterdir())) == 2
 
 
 @pytest.mark.parametrize("problem, make, fragment", [

@@ -12,12 +12,12 @@ from tts.sampling.diffusion import (
     DecoderDenoiser,
     DPMSolverPP2M,
     NoiseSchedule,
-    generate_mel,
     linear_betas,
     log_snr_timesteps,
     sample_loop,
 )
 from tts.sampling.diffusion_graph import DiffusionRunner
+from tts.sampling.generate import generate_mel
 
 FRAMES = 23
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from tts.audio import DIFFUSION_MEL_MAX, DIFFUSION_MEL_MIN, denormalize_mel, normalize_mel
-
 from tts.models.diffusion import DiffusionConfig, DiffusionDecoder, infer_tortoise_config
 from tts.sampling.diffusion import (
     BETA_END,
@@ -15,7 +14,6 @@ from tts.sampling.diffusion import (
     DDPMSampler,
     NoiseSchedule,
     Prediction,
-    generate_mel,
     linear_betas,
     output_frames,
     predict,
@@ -23,6 +21,7 @@ from tts.sampling.diffusion import (
     sample_loop,
     space_timesteps,
 )
+from tts.sampling.generate import generate_mel
 
 TINY = DiffusionConfig(
     model_channels=32,

@@ -103,9 +103,11 @@ def kinds(wav, text=TEXT):
 
 
 def test_plausible_seconds_grow_with_the_text():
+    from tts import quality
+
     low, high = ev.plausible_seconds(TEXT)
-    assert low == pytest.approx(ev.MIN_SECONDS_PER_CHAR * 40)
-    assert high == pytest.approx(ev.MAX_SECONDS_PER_CHAR * 40 + ev.DURATION_SLACK_SECONDS)
+    assert low == pytest.approx(quality.MIN_SECONDS_PER_CHAR * 40)
+    assert high == pytest.approx(quality.MAX_SECONDS_PER_CHAR * 40 + quality.DURATION_SLACK_SECONDS)
     assert ev.plausible_seconds(TEXT + " " + TEXT)[0] > low
 
 

@@ -2,7 +2,8 @@ import torch
 
 from tests.tortoise_keys import meta_tensors, reference_shapes, state_shapes
 from tts.models.gpt import GPTConfig, SpeechGPT, infer_tortoise_config, tortoise_state_dict
-from tts.sampling.ar import CodeFixup, sample_codes
+from tts.sampling.fixup import TORTOISE_FIXUP
+from tts.sampling.generate import sample_codes
 from tts.sampling.logits import SamplingParams
 
 
@@ -63,7 +64,7 @@ def test_cached_step_logits_equal_full_forward():
 
 
 def test_code_fixup_follows_tortoise():
-    fix = CodeFixup()
+    fix = TORTOISE_FIXUP
     codes = torch.tensor([[5, 6, 7, 8193, 8193, 8193, 8193, 8193, 8193, 8193, 8193, 8193, 8193, 8193, 8193]])
     fixed = fix.fix(codes, stop_code=8193)
     assert fixed[0].tolist() == [5, 6, 7] + [83] * 9 + [45, 45, 248]
@@ -74,7 +75,8 @@ def test_code_fixup_follows_tortoise():
 
 @torch.no_grad()
 def test_texts_of_different_lengths_share_a_batch():
-    from tts.sampling.ar import StaticCacheDecoder, sample_codes_many
+    from tts.sampling.ar import StaticCacheDecoder
+    from tts.sampling.generate import sample_codes_many
 
     torch.manual_seed(0)
     model = SpeechGPT(tiny_config()).eval()
@@ -101,7 +103,7 @@ def test_texts_of_different_lengths_share_a_batch():
 
 @torch.no_grad()
 def test_one_candidate_per_text():
-    from tts.sampling.ar import sample_codes_many
+    from tts.sampling.generate import sample_codes_many
 
     torch.manual_seed(0)
     model = SpeechGPT(tiny_config()).eval()

@@ -4,10 +4,22 @@ import zipfile
 
 import pytest
 
-from tests.books import CHAPTERS, TITLE, TITLES, WRITERS, long_txt, write_epub
+from tests.books import CHAPTERS, TITLE, TITLES, WRITERS, long_txt, with_fragment_items, write_epub
+from tests.tiny import TOKENIZER
 from tts.errors import TTSError
-from tts.narrate.book import parse_heading, read_book
-from tts.narrate.plan import CHAPTER, HEADING, PARAGRAPH, SENTENCE, make_plan
+from tts.narrate.book import parse_heading
+from tts.narrate.inputs import read_book
+from tts.narrate.plan import CHAPTER, HEADING, PARAGRAPH, SENTENCE
+from tts.narrate.plan import make_plan as plan_with
+from tts.text.bpe import TortoiseBpeTokenizer
+from tts.text.split import TextSplitter
+
+BPE = TortoiseBpeTokenizer.from_file(TOKENIZER)
+TORTOISE_SPLITTER = TextSplitter(BPE.encode, 400)  # Tortoise's text limit in its BPE tokens
+
+
+def make_plan(book, splitter=TORTOISE_SPLITTER):
+    return plan_with(book, splitter)
 
 
 def titles(book):
@@ -85,6 +97,25 @@ def test_epub_variants(variant, tmp_path):
     """Chapters at anchors inside one file; no table of contents (one chapter per file); NCX only."""
     book = read_book([write_epub(tmp_path / "book.epub", **variant)])
     assert titles(book) == TITLES["epub"]
+
+
+@pytest.mark.parametrize("variant", [{}, {"anchors": True}, {"nav": False}])
+def test_epub_whose_manifest_lists_documents_with_fragments(variant, tmp_path):
+    """Manifest items such as href="chapter1.xhtml#part" (listed again in the spine) are read, once each."""
+    plain = read_book([write_epub(tmp_path / "plain.epub", **variant)])
+    book = read_book([with_fragment_items(write_epub(tmp_path / "book.epub", **variant))])
+    assert book == plain
+
+
+def test_epub_whose_manifest_names_a_missing_file_is_still_refused(tmp_path):
+    source = write_epub(tmp_path / "plain.epub")
+    target = tmp_path / "broken.epub"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        for item in src.infolist():
+            if not item.filename.endswith("chapter2.xhtml"):
+                dst.writestr(item, src.read(item.filename))
+    with pytest.raises(TTSError, match="not a valid EPUB.*chapter2.xhtml"):
+        read_book([target])
 
 
 def test_several_inputs_make_one_book(tmp_path):
@@ -187,9 +218,9 @@ def test_plan_pauses_labels_and_keys(tmp_path):
 def test_long_paragraph_splits_into_sentence_chunks(tmp_path):
     path = tmp_path / "long.txt"
     path.write_text(" ".join(f"This is sentence number {n} of a long paragraph." for n in range(1, 21)))
-    chunks = make_plan(read_book([path])).chunks
+    chunks = make_plan(read_book([path]), TextSplitter(BPE.encode, 100)).chunks
     assert len(chunks) > 3
-    assert all(len(c.text) <= 300 for c in chunks)
+    assert all(len(BPE.encode(c.text)) <= 100 for c in chunks)  # measured in the model's tokens
     assert [c.pause for c in chunks[:-1]] == [SENTENCE] * (len(chunks) - 1) and chunks[-1].pause == CHAPTER
     assert all(c.text.endswith(".") for c in chunks)  # cut at sentence ends
     assert "twenty" in chunks[-1].text  # numbers are normalised

@@ -389,11 +389,52 @@ def test_unwritable_output_directory(where, tiny_model_dir, voices, tmp_path):
     assert_one_line_error(result, "output directory")
 
 
-def test_dry_run_lists_chapters_without_model_or_output(tmp_path):
+def test_chunks_fit_the_models_text_limit(voices, tmp_path):
+    """Chunks are measured in the model's own tokens: a model that takes 36 text tokens gets chunks of
+    at most 36 tokens, even from a paragraph far shorter than a character budget would cut."""
+    from tests.tiny import TOKENIZER, make_tiny_model_dir
+    from tts.text.bpe import TortoiseBpeTokenizer
+
+    model = make_tiny_model_dir(tmp_path / "model", text_positions=40)  # 40 - start, stop, cond, stop: 36
+    book = tmp_path / "book.txt"
+    book.write_text("The keeper climbed the stairs, trimmed the wick, wound the clockwork and watched the sea "
+                    "until the grey morning came over the hills.\n")
+    out = tmp_path / "out"
+    result = narrate(model, book, "-o", out, "--format", "wav", *FAST)
+    assert result.exit_code == 0, result.output
+    rows = manifest_rows(out)
+    tokenizer = TortoiseBpeTokenizer.from_file(TOKENIZER)
+    assert len(rows) > 1 and all(len(tokenizer.encode(r["text"])) <= 36 for r in rows.values())
+    assert {r["status"] for r in rows.values()} == {"done"}
+
+
+def test_dry_run_lists_chapters_without_model_or_output(tmp_path, monkeypatch):
+    import tts.pipeline
+
+    monkeypatch.setattr(tts.pipeline, "DEFAULT_MODEL_DIR", tmp_path / "no-model")
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["narrate", str(WRITERS["epub"](tmp_path / "b.epub")), "--voice", "x",
                                        "-o", str(out), "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert "4 chapters, 11 chunks" in result.output
+    assert "4 chapters," in result.output and "--model-dir" in result.output
     assert "Chapter 3: Morning" in result.output
     assert not out.exists()
+
+
+def test_dry_run_counts_the_chunks_of_a_model_without_loading_it(tiny_model_dir, tiny_tortoise_dir, tmp_path,
+                                                                  monkeypatch):
+    import tts.checkpoints
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the dry run loaded model weights")
+
+    monkeypatch.setattr(tts.checkpoints, "load_component", no_weights)
+    book = WRITERS["epub"](tmp_path / "b.epub")
+    for model in (tiny_model_dir, tiny_tortoise_dir):
+        out = tmp_path / "out"
+        result = CliRunner().invoke(main, ["narrate", str(book), "--voice", "x", "-o", str(out), "--dry-run",
+                                           "--model-dir", str(model)])
+        assert result.exit_code == 0, result.output
+        assert "4 chapters, 11 chunks" in result.output
+        assert "Chapter 3: Morning" in result.output
+        assert not out.exists()

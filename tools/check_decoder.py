@@ -20,8 +20,8 @@ from tts.checkpoints import load_component
 from tts.errors import TTSError
 from tts.evaluate import error_rates, load_judges, scoring_text
 from tts.pipeline import TextToSpeech
-from tts.sampling.diffusion import generate_mel
-from tts.sampling.options import preset
+from tts.sampling.generate import generate_mel
+from tts.sampling.options import PRESETS, resolve
 from tts.train.config import DataConfig
 from tts.train.data import Corpus
 from tts.voices import VoiceLibrary
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("dvae")
     parser.add_argument("corpus")
     parser.add_argument("--per-speaker", type=int, default=4)
-    parser.add_argument("--preset", default="ultra_fast")
+    parser.add_argument("--preset", default="ultra_fast", choices=list(PRESETS))
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--speakers", default="joe,slt,rms,awb,kal,ked")
     args = parser.parse_args()
@@ -47,7 +47,7 @@ def main() -> None:
     judges = load_judges()
     _, held_out = Corpus(args.corpus, speakers=args.speakers.split(","), max_seconds=8.0).split(VAL_FRACTION)
     voices = VoiceLibrary()
-    options = preset(args.preset)  # the diffusion settings `tts speak` would use
+    options = resolve(args.preset, tts.models.card)  # the diffusion settings `tts speak` would use
     generator = torch.Generator().manual_seed(0)
     refs, original, decoded = [], [], []
     for speaker in args.speakers.split(","):

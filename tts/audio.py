@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .errors import TTSError
 from .fileio import atomic_path
+from .precision import at_least_float32
 
 # Sample rates.
 TORTOISE_SAMPLE_RATE = 22050  # GPT / CLVP / DVAE side of Tortoise; one code per 1024 samples
@@ -102,7 +103,7 @@ def mel_spectrogram(wav: torch.Tensor, spec: MelSpec) -> torch.Tensor:
     """Log mel spectrogram of `wav` (S,) or (B, S) at `spec.sample_rate` -> (B, n_mels, frames)."""
     if wav.dim() == 1:
         wav = wav.unsqueeze(0)
-    wav = wav.float()
+    wav = at_least_float32(wav)
     pad = spec.n_fft // 2 if spec.pad is None else spec.pad
     wav = F.pad(wav.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
     window = torch.hann_window(spec.win_length, periodic=True, device=wav.device)
@@ -111,7 +112,7 @@ def mel_spectrogram(wav: torch.Tensor, spec: MelSpec) -> torch.Tensor:
         center=False, return_complex=True,
     )  # (B, n_fft // 2 + 1, frames)
     spectrum = stft.abs() if spec.power == 1.0 else stft.abs().pow(spec.power)
-    mel = _mel_filters(spec).to(wav.device) @ spectrum
+    mel = _mel_filters(spec).to(spectrum.device, spectrum.dtype) @ spectrum
     return torch.log(mel.clamp(min=LOG_FLOOR))
 
 

@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
+import pickle
+import pickletools
 import shutil
+import warnings
+import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -31,6 +36,7 @@ from torch import nn
 from .errors import TTSError
 from .fileio import atomic_path, write_text_atomic
 from .models import clvp, diffusion, dvae, flow, gpt, hifigan, univnet
+from .sampling.fixup import TORTOISE_FIXUP, CodeFixup
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +95,9 @@ class ModelCard:
     diffusion_mel: str = "univnet"  # front-end of the diffusion decoder's output and its conditioning clips
     diffusion_cond_samples: int = 102_400
     diffusion_input: str = "latents"  # what conditions the diffusion decoder: GPT "latents" or DVAE "codes"
-    silence_code: int = 83  # DVAE code of silence (see tts.sampling.ar.CodeFixup)
-    end_codes: tuple[int, ...] = (45, 45, 248)
-    silence_run: int = 9
+    silence_code: int = TORTOISE_FIXUP.silence_code  # DVAE code of silence (see tts.sampling.fixup)
+    end_codes: tuple[int, ...] = TORTOISE_FIXUP.end_codes
+    silence_run: int = TORTOISE_FIXUP.silence_run
     decoder: str = "diffusion"  # a key of DECODERS
     components: dict[str, str] = field(default_factory=dict)  # role -> file name (or UNIVERSAL_HIFIGAN)
     presets: dict[str, dict] = field(default_factory=dict)  # per-preset option overrides for this model
@@ -99,6 +105,10 @@ class ModelCard:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def fixup(self) -> CodeFixup:
+        """The fix-up of sampled codes with this model's DVAE codes."""
+        return CodeFixup(self.silence_code, tuple(self.end_codes), self.silence_run)
 
     @classmethod
     def from_json(cls, text: str, where: Path) -> "ModelCard":
@@ -213,23 +223,34 @@ def read_component(path: str | os.PathLike) -> tuple[str, Any, dict[str, torch.T
     """(kind, config, state dict) of a safetensors component file."""
     from safetensors import SafetensorError, safe_open
 
+    kind, config = read_component_config(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = _dequantize({k: f.get_tensor(k) for k in f.keys()})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise TTSError(f"cannot read {path}: {_first_line(exc)}") from None
+    return kind, config, tensors
+
+
+def read_component_config(path: str | os.PathLike) -> tuple[str, Any]:
+    """(kind, config) of a safetensors component file, from its metadata alone (no tensor is read)."""
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
     if not path.is_file():
         raise TTSError(f"missing model file {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = _dequantize({k: f.get_tensor(k) for k in f.keys()})
     except (SafetensorError, OSError, ValueError) as exc:
-        raise TTSError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else 'corrupt file'}") from None
+        raise TTSError(f"cannot read {path}: {_first_line(exc)}") from None
     kind = meta.get("kind")
     if kind not in COMPONENT_TYPES or "config" not in meta:
         raise TTSError(f"{path} is not a model component (no kind/config metadata)")
     try:
-        config = COMPONENT_TYPES[kind].config(**json.loads(meta["config"]))
+        return kind, COMPONENT_TYPES[kind].config(**json.loads(meta["config"]))
     except (TypeError, ValueError) as exc:
         raise TTSError(f"{path}: invalid {kind} config: {exc}") from None
-    return kind, config, tensors
 
 
 def load_component(path: str | os.PathLike, expected_kind: str | None = None) -> nn.Module:
@@ -279,20 +300,79 @@ def _kind_of(module: nn.Module) -> str:
 
 # -- Tortoise layout -----------------------------------------------------------------------------
 
-def read_pth(path: Path) -> dict[str, torch.Tensor]:
-    """A .pth state dict, weights only (no code is unpickled). TTSError if missing or unreadable."""
+def load_weights_only(path: Path) -> Any:
+    """torch.load of a .pth file, weights only: nothing but tensors and plain containers is unpickled.
+
+    TTSError if the file is missing or unreadable, and one line naming it if it holds pickled code
+    (torch's own message would suggest loading it with weights_only=False, which runs that code).
+    """
     if not path.is_file():
         raise TTSError(f"missing model file {path}")
     try:
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:  # legacy (non-zip) files cannot be memory-mapped
-            if "mmap" not in str(exc):
-                raise
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated, corrupt or pickled-code files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TTSError(f"cannot read {path}: {reason[:200]}") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:  # legacy (non-zip) files cannot be memory-mapped
+                if "mmap" not in str(exc):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # refused by the weights-only unpickler, or not a pickle at all
+        code = [name for name in pickled_globals(path) or () if not _is_data_global(name)]
+        if code:
+            raise TTSError(f"refused {path}: it contains code (pickled objects such as {code[0]} that would run "
+                           "when loaded); model files are read as weights only") from None
+        if not str(exc).startswith("Weights only load failed"):
+            raise TTSError(f"cannot read {path}: {_first_line(exc)}") from None
+        raise TTSError(f"cannot read {path}: not a PyTorch weights file (corrupt, truncated or of another kind)") \
+            from None
+    except Exception as exc:  # torch raises many types for truncated or corrupt files
+        raise TTSError(f"cannot read {path}: {_first_line(exc)}") from None
+
+
+def pickled_globals(path: Path) -> list[str] | None:
+    """The globals (`module.name`) that unpickling `path` would import, read from its opcodes without
+    unpickling anything: torch's zip layout (the archive's data.pkl) or a bare pickle stream. None if
+    the file holds no readable pickle."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(name) if name else b""
+        else:
+            data = path.read_bytes()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    found: list[str] = []
+    strings: list[str] = []  # string arguments seen, for STACK_GLOBAL (module and name pushed just before)
+    stream = io.BytesIO(data)
+    try:
+        while stream.tell() < len(data):  # torch's legacy format is several pickles back to back
+            for opcode, arg, _ in pickletools.genops(stream):
+                if opcode.name in ("GLOBAL", "INST"):
+                    found.append(str(arg).replace(" ", "."))
+                elif opcode.name == "STACK_GLOBAL":
+                    found.append(".".join(strings[-2:]))
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # not (or no longer) a pickle stream
+        return found or None
+    return found
+
+
+def _is_data_global(name: str) -> bool:
+    """Globals that torch's own files reference to rebuild tensors and containers (not code of their own)."""
+    return name.split(".")[0] == "torch" or name in ("collections.OrderedDict", "_codecs.encode")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def read_pth(path: Path) -> dict[str, torch.Tensor]:
+    """A .pth state dict, weights only (no code is unpickled). TTSError if missing or unreadable."""
+    data = load_weights_only(path)
     if isinstance(data, dict) and "model_g" in data and isinstance(data["model_g"], dict):
         data = data["model_g"]  # the vocoder's training checkpoint
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -313,12 +393,7 @@ def read_tortoise_component(path: Path, kind: str) -> nn.Module:
 
 
 def read_mel_norms(path: Path) -> torch.Tensor:
-    if not path.is_file():
-        raise TTSError(f"missing model file {path}")
-    try:
-        norms = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TTSError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else 'corrupt file'}") from None
+    norms = load_weights_only(path)
     if not isinstance(norms, torch.Tensor) or norms.dim() != 1:
         raise TTSError(f"{path} should hold a 1-D tensor of per-channel mel norms")
     return norms.float()
@@ -351,6 +426,31 @@ def load_model_dir(path: str | os.PathLike, device: str | torch.device = "cpu") 
     return bundle
 
 
+def read_text_frontend(path: str | os.PathLike) -> tuple[Any, gpt.GPTConfig]:
+    """(tokenizer, GPT configuration) of a model directory of either layout, without loading its weights:
+    what splitting text for that model needs."""
+    path = Path(path)
+    if not path.is_dir():
+        raise TTSError(f"model directory {path} does not exist")
+    if (path / CARD_FILE).is_file():
+        card = ModelCard.from_json((path / CARD_FILE).read_text(encoding="utf-8"), path / CARD_FILE)
+        if "gpt" not in card.components:
+            raise TTSError(f"{path / CARD_FILE} names no gpt component")
+        kind, config = read_component_config(card_file(path, card.components["gpt"]))
+        if kind != "gpt":
+            raise TTSError(f"{card_file(path, card.components['gpt'])} holds a {kind} model, expected gpt")
+        return _load_tokenizer(card, path), config
+    if (path / "autoregressive.pth").exists():
+        weights = read_pth(path / "autoregressive.pth")  # memory-mapped: shapes only are read
+        try:
+            config = gpt.infer_tortoise_config(weights)
+        except (KeyError, IndexError) as exc:
+            raise TTSError(f"{path / 'autoregressive.pth'} is not a Tortoise gpt checkpoint "
+                           f"({type(exc).__name__}: {exc})") from None
+        return _load_tokenizer(ModelCard(), path), config
+    raise TTSError(f"{path} is not a model directory (it has neither {CARD_FILE} nor autoregressive.pth)")
+
+
 def _load_tortoise(path: Path) -> ModelBundle:
     missing = [name for name in TORTOISE_REQUIRED if not (path / name).is_file()]
     if missing:
@@ -378,7 +478,10 @@ def _load_ours(path: Path) -> ModelBundle:
     for role, file in card.components.items():
         if role not in ROLES:
             raise TTSError(f"{path / CARD_FILE}: unknown component role {role!r}")
-        modules[role] = hifigan.load_universal_hifigan() if file == UNIVERSAL_HIFIGAN else load_component(path / file)
+        if file == UNIVERSAL_HIFIGAN:
+            modules[role] = hifigan.load_universal_hifigan()
+        else:
+            modules[role] = load_component(card_file(path, file))
     mel_norms = None
     if card.cond_norm == "mel_norms":
         from safetensors.torch import load_file
@@ -391,6 +494,17 @@ def _load_ours(path: Path) -> ModelBundle:
     modules.setdefault("diffusion", None)
     return ModelBundle(card=card, tokenizer=_load_tokenizer(card, path), mel_norms=mel_norms,
                        model_id=_files_id(path, card), **modules)
+
+
+def card_file(directory: Path, name: str) -> Path:
+    """`directory / name` for a file that a model card names: a relative path that stays inside the model
+    directory (no absolute paths, no '..'); TTSError otherwise. Symbolic links inside it are the
+    directory owner's choice and are followed."""
+    relative = PurePosixPath(name) if isinstance(name, str) else None
+    if relative is None or not name or relative.is_absolute() or ".." in relative.parts or "\\" in name:
+        raise TTSError(f"{directory / CARD_FILE} names {name!r}, a file outside the model directory; "
+                       "component files must be inside it")
+    return directory / relative
 
 
 def _load_tokenizer(card: ModelCard, path: Path):

@@ -25,9 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
-import re
 import statistics
 import time
 import warnings
@@ -42,25 +40,20 @@ import numpy as np
 from . import audio
 from .errors import TTSError
 from .fileio import write_text_atomic
-from .text.normalize import has_speech, normalize_text, ordinal_words
+from .quality import UNUSABLE as QUALITY_UNUSABLE
+from .quality import DurationCheck, audio_problems
+from .text.normalize import has_speech
+from .text.scoring import scoring_text
 
 log = logging.getLogger(__name__)
 
 REPORT_FORMAT = 1
+DEFAULT_SENTENCES = Path(__file__).resolve().parent.parent / "benchmarks" / "sentences.txt"  # the public set
 INSTALL_HINT = "pip install .[eval]"
 JUDGE_SAMPLE_RATE = 16_000  # Whisper and Resemblyzer both take 16 kHz mono
 
 WHISPER_BEAM_SIZE = 5
 WHISPER_COMPUTE_TYPE = "int8"  # on CPU; "float16" on a GPU
-
-# Plausibility of a sentence's audio, by the number of characters of its scoring text (letters,
-# digits and the spaces between words). Measured on a real voice (piper joe, the 30 public
-# sentences, three runs): 0.049-0.068 s per character. The range leaves room for slow and fast
-# speakers and for pauses a model adds at the ends; anything outside it is worth listening to.
-MIN_SECONDS_PER_CHAR = 0.03
-MAX_SECONDS_PER_CHAR = 0.25
-DURATION_SLACK_SECONDS = 1.0  # added to the upper bound: leading/trailing silence of short sentences
-SILENT_RMS = 10 ** (-50 / 20)  # audio quieter than -50 dBFS RMS counts as silence
 
 
 @dataclass(frozen=True)
@@ -76,38 +69,8 @@ BARS = Bars()
 
 
 # ---------------------------------------------------------------------------------------------
-# Text for scoring
+# Sentences
 # ---------------------------------------------------------------------------------------------
-
-_JOINED = re.compile(r"['\u2019.]")  # "o'clock" -> "oclock", "p.m." -> "pm"
-_NOT_WORD = re.compile(r"[^a-z0-9]+")
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December")
-# "July 4" is said "July fourth" (and Whisper writes what it hears as "July 4"): a day after a
-# (capitalised) month name is an ordinal, unless it is already one or is a time ("May 4:30").
-_MONTH_DAY = re.compile(rf"\b({'|'.join(_MONTHS)})\s+([0-9]{{1,2}})\b(?![:.,]?[0-9]|st|nd|rd|th)")
-
-
-def _month_day(m: re.Match) -> str:
-    day = int(m.group(2))
-    return f"{m.group(1)} {ordinal_words(day)}" if 1 <= day <= 31 else m.group(0)
-
-
-def scoring_text(text: str) -> str:
-    """The form both the sentence and the transcript take before scoring.
-
-    Numbers, ordinals, years, money, percentages and times become words (``normalize_text``; a day
-    after a month name is read as an ordinal, "July 4" as "July fourth"), then
-    everything is lowercased, apostrophes and dots vanish inside words, and any other punctuation
-    (hyphens included: "forty-two" is "forty two") separates words.
-
-    >>> scoring_text("In 1969, Dr. Smith paid $3.50 at 10:05 pm!")
-    'in nineteen sixty nine doctor smith paid three dollars and fifty cents at ten oh five pm'
-    """
-    text = normalize_text(_MONTH_DAY.sub(_month_day, text)).lower()
-    text = _JOINED.sub("", text)
-    return _NOT_WORD.sub(" ", text).strip()
-
 
 def read_sentences(path: str | os.PathLike) -> list[str]:
     """One sentence per non-blank line; TTSError if the file is missing, empty or has a line with no words."""
@@ -174,37 +137,24 @@ def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> ErrorRa
 # ---------------------------------------------------------------------------------------------
 
 
+DURATION = DurationCheck()  # the one duration check (tts.quality), as narration uses it
+
+
 def plausible_seconds(text: str) -> tuple[float, float]:
     """The range of durations (seconds) that speech of `text` can plausibly take."""
-    chars = len(scoring_text(text))
-    return MIN_SECONDS_PER_CHAR * chars, MAX_SECONDS_PER_CHAR * chars + DURATION_SLACK_SECONDS
+    return DURATION.bounds(text)
 
 
 def audio_failures(wav: np.ndarray, sample_rate: int, text: str) -> list[dict[str, str]]:
     """What is wrong with the audio made for `text`, as ``{"kind", "message"}`` entries (none: fine).
 
-    Kinds: "empty", "non_finite", "silent" (unusable: not judged further), "too_short", "too_long".
+    Kinds: "empty", "non_finite", "silent" (unusable: not judged further), "too_short", "too_long"
+    (:func:`tts.quality.audio_problems`).
     """
-    wav = np.asarray(wav).reshape(-1)
-    if wav.size == 0:
-        return [_failure("empty", "no audio")]
-    if not np.all(np.isfinite(wav)):
-        return [_failure("non_finite", "the audio has NaN or infinite samples")]
-    rms = float(np.sqrt(np.mean(wav.astype(np.float64) ** 2)))
-    if rms < SILENT_RMS:
-        level = 20 * math.log10(rms) if rms > 0 else -math.inf
-        return [_failure("silent", f"near-silent audio ({level:.0f} dBFS RMS)")]
-    seconds = wav.size / sample_rate
-    low, high = plausible_seconds(text)
-    expected = f"{seconds:.2f} s for {len(scoring_text(text))} characters (expected {low:.1f}-{high:.1f} s)"
-    if seconds < low:
-        return [_failure("too_short", expected)]
-    if seconds > high:
-        return [_failure("too_long", expected)]
-    return []
+    return [_failure(p.kind, p.message) for p in audio_problems(wav, sample_rate, text, DURATION)]
 
 
-UNUSABLE = frozenset({"empty", "non_finite", "silent", "synthesis_error"})
+UNUSABLE = QUALITY_UNUSABLE | {"synthesis_error"}
 
 
 def _failure(kind: str, message: str) -> dict[str, str]:
@@ -398,6 +348,86 @@ def evaluate(tts: Synthesizer, voices: Sequence, sentences: Sequence[str], optio
         "overall": overall,
         "voices": per_voice,
     }
+
+
+def choose_voices(library, names: Sequence[str] | None = None) -> list:
+    """The voices to evaluate: those named (in the order given, each once), else every shipped voice."""
+    if names is not None:
+        names = [name.strip() for name in names if name.strip()]
+        if not names:
+            raise TTSError("--voices names no voice")
+        return [library.get(name) for name in dict.fromkeys(names)]
+    shipped = [voice for voice in library.all() if library.is_shipped(voice.name)]
+    if not shipped:
+        raise TTSError("there are no shipped voices to evaluate: name some with --voices")
+    return shipped
+
+
+def sentence_line(voice: str, result: SentenceResult, done: int, total: int) -> str:
+    """One progress line per judged sentence."""
+    sim = "-" if result.similarity is None else f"{result.similarity:.2f}"
+    rtf = "-" if result.real_time_factor is None else f"{result.real_time_factor:.2f}"
+    problems = ", ".join(f["kind"] for f in result.failures)
+    return (f"[{done}/{total}] {voice} #{result.index + 1}: WER {100 * result.wer:.0f}% sim {sim} "
+            f"RTF {rtf}{'  ' + problems if problems else ''}")
+
+
+def run_evaluation(model_dir: str | os.PathLike | None, output: str | os.PathLike, *,
+                   voices: Sequence[str] | None = None, sentences: str | os.PathLike | None = None,
+                   limit: int | None = None, preset: str = "fast", overrides: dict | None = None,
+                   save_audio_dir: str | os.PathLike | None = None, device: str = "cpu",
+                   voices_dir: str | os.PathLike | None = None, judges: Judges | None = None,
+                   say: Callable[[str], None] | None = None) -> dict:
+    """`tts eval`: every sentence of `sentences` (default: the public set) in each voice (default: every
+    shipped voice) through the model in `model_dir`, judged; the report is written to `output` and returned.
+
+    Everything the user can get wrong (the output's directory, the sentence file, the voices, the
+    device, the audio directory) is checked before the judges and the model load; both loads are
+    timed into the report. `judges` replaces the real ones (tests); `say` gets the progress lines.
+    """
+    from .device import resolve_device
+    from .pipeline import TextToSpeech
+    from .sampling.options import resolve
+    from .voices import VoiceLibrary
+
+    say = say or (lambda line: None)
+    output = Path(output)
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise TTSError(f"cannot write {output}: directory {parent} does not exist or is not writable")
+    sentences_file = Path(sentences) if sentences else DEFAULT_SENTENCES
+    texts = read_sentences(sentences_file)[:limit]
+    chosen = choose_voices(VoiceLibrary(voices_dir), voices)
+    judge_device = resolve_device(device).type
+    if save_audio_dir:
+        try:
+            Path(save_audio_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TTSError(f"cannot create {save_audio_dir}: {exc.strerror or exc}") from None
+
+    start = time.perf_counter()
+    judges = judges or load_judges(judge_device)
+    judge_load_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    tts = TextToSpeech(model_dir, device=device)
+    load_seconds = time.perf_counter() - start
+    options = resolve(preset, tts.models.card, **(overrides or {}))
+    say(f"model loaded in {load_seconds:.1f} s; evaluating {len(chosen)} voice(s) x {len(texts)} sentence(s)")
+
+    import torch
+
+    info = {
+        "model": {"dir": str(model_dir) if model_dir else "(bundled default)", "id": tts.models.model_id,
+                  "load_seconds": round(load_seconds, 3)},
+        "device": str(tts.device),
+        "torch_threads": torch.get_num_threads(),
+        "sentences_file": str(sentences_file),
+        "judge_load_seconds": round(judge_load_seconds, 3),
+    }
+    report = evaluate(tts, chosen, texts, options, judges, save_audio_dir=save_audio_dir, info=info,
+                      on_sentence=lambda *args: say(sentence_line(*args)))
+    write_report(output, report)
+    return report
 
 
 def _prepare_voice(tts: Synthesizer, voice, judges: Judges, times: JudgeTimes) -> tuple[np.ndarray | None, float]:

@@ -1,8 +1,10 @@
-"""Atomic file writes: a failure or a kill never leaves a half-written file at the destination."""
+"""Files written safely: atomically (a failure or a kill never leaves a half-written file at the
+destination), and under an exclusive lock (one writer of a directory at a time)."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
@@ -46,3 +48,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if needed) for the block; TTSError `busy` if
+    another process holds it, or naming the file if it cannot be opened. The operating system
+    releases the lock however the process ends."""
+    path = Path(path)
+    try:
+        handle = open(path, "a")
+    except OSError as exc:
+        raise TTSError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise TTSError(busy) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

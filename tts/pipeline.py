@@ -26,22 +26,22 @@ import torch
 
 from . import audio
 from .checkpoints import ModelBundle, load_model_dir
+from .device import resolve_device
 from .errors import TTSError
 from .models.univnet import UnivNet
 from .precision import autocast, half_dtype, prepare, vocoder_precision
-from .sampling.ar import CodeFixup, sample_codes_many
-from .sampling.diffusion import generate_mel
+from .sampling.generate import generate_mel, sample_codes_many, stream_codes
 from .sampling.options import Options
 from .sampling.rerank import likelihood_scores
 from .streaming import LatentAudioStream, StreamSettings
-from .text.normalize import has_speech, normalize_text
-from .text.split import Chunk, split_chunks
-from .voices import SILENCE_RMS, Voice, cache_dir
+from .text.normalize import has_speech
+from .text.split import Chunk, TextSplitter
+from .silence import is_silent
+from .voices import Voice, cache_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
-DESIRED_CHUNK_FRACTION = 0.6  # split long text into chunks of about this share of the model's text limit
 
 # progress(units_done, units_total): one unit per candidate batch row and per diffusion step.
 Progress = Callable[[int, int], None]
@@ -69,16 +69,17 @@ MAX_RECONSTRUCT_SECONDS = 600.0  # longer recordings are refused (split them fir
 MIN_RECONSTRUCT_SECONDS = 0.1
 
 
-def resolve_device(name: str | None) -> torch.device:
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TTSError("--device cuda was requested but no CUDA GPU is available (use --device cpu)")
-        return torch.device(name)
-    raise TTSError(f"unknown device {name!r} (use cpu or cuda)")
+def text_splitter(tokenizer, gpt_config) -> TextSplitter:
+    """How text is cut for a model: in its tokenizer's ids, at most what its GPT takes in one chunk."""
+    return TextSplitter(tokenizer.encode, gpt_config.max_text_tokens - 1)  # one stop token is appended
+
+
+def model_text_splitter(model_dir: str | os.PathLike | None = None) -> TextSplitter:
+    """The text splitter of the model in `model_dir` (default: the bundled model), read without loading
+    its weights: what narration plans with before the model is loaded."""
+    from .checkpoints import read_text_frontend
+
+    return text_splitter(*read_text_frontend(Path(model_dir) if model_dir else default_model_dir()))
 
 
 def default_model_dir() -> Path:
@@ -108,7 +109,9 @@ class TextToSpeech:
                 vocoding = role in ("vocoder", "latent_decoder")
                 prepare(module, self.vocoder_precision if vocoding else precision)
         card = self.models.card
-        self.fixup = CodeFixup(card.silence_code, tuple(card.end_codes), card.silence_run)
+        self.fixup = card.fixup()
+        gpt = self.models.gpt
+        self.splitter = text_splitter(self.models.tokenizer, gpt.config) if gpt is not None else None
         self.cond_mel = audio.MEL_SPECS[card.cond_mel]
         self.diffusion_mel = audio.MEL_SPECS[card.diffusion_mel]
         self.cache_dir = cache_dir(cache) / "latents" / self.models.model_id
@@ -126,7 +129,8 @@ class TextToSpeech:
 
     @property
     def max_text_tokens(self) -> int:
-        return self.gpt.config.max_text_tokens - 1  # one stop token is appended
+        """Most token ids of one chunk (the GPT's limit, less the stop token appended)."""
+        return self.text_splitter.max_tokens
 
     @property
     def gpt(self):
@@ -134,6 +138,12 @@ class TextToSpeech:
         if self.models.gpt is None:
             raise TTSError(f"the model in {self.models.path} has no GPT: it can reconstruct speech, not read text")
         return self.models.gpt
+
+    @property
+    def text_splitter(self) -> TextSplitter:
+        """:attr:`splitter`; TTSError for a decoder-only model."""
+        self.gpt  # noqa: B018 - raises for a model without a GPT
+        return self.splitter
 
     # -- voices ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -215,16 +225,13 @@ class TextToSpeech:
         return ids
 
     def split(self, text: str) -> list[Chunk]:
-        """Normalise text and split it into chunks that fit the model (measured in tokens).
+        """Normalise text and split it into chunks that fit the model (:attr:`splitter`, in its tokens).
 
         Chunks with nothing to pronounce (stray punctuation) are dropped; TTSError if none is left.
         """
         if not text or not text.strip():
             raise TTSError("the text is empty")
-        limit = self.max_text_tokens
-        chunks = split_chunks(text, max_len=limit, desired_len=max(1, int(limit * DESIRED_CHUNK_FRACTION)),
-                              measure=lambda s: len(self.models.tokenizer.encode(normalize_text(s))))
-        speakable = [Chunk(normalize_text(c.text), c.paragraph_end) for c in chunks if has_speech(c.text)]
+        speakable = self.text_splitter.split(text)
         if not speakable:
             raise TTSError(f"nothing to say in {text.strip()[:60]!r}: the text has no pronounceable words")
         return speakable
@@ -315,8 +322,6 @@ class TextToSpeech:
 
     def _stream_latent(self, text: str, cond: Conditioning, options: Options, generator: torch.Generator,
                        settings: StreamSettings) -> Iterator[np.ndarray]:
-        from .sampling.ar_graph import graph_decoder_for
-
         gpt = self.gpt
         stop = gpt.config.stop_mel_token
         ids = torch.tensor(self.encode(text) + [gpt.config.stop_text_token], device=self.device)[None]  # (1, n)
@@ -325,7 +330,7 @@ class TextToSpeech:
                                      samples_per_latent=gpt.config.samples_per_code)
         with self.inference():
             prefix = gpt.prefix_embeddings(cond.gpt.reshape(1, -1), ids)
-            reports = graph_decoder_for(gpt, options.sampling()).decode([prefix], [0], max_tokens, generator)
+            reports = stream_codes(gpt, prefix, max_tokens, options.sampling(), generator)
         next_chunk = settings.first_tokens
         while not streamer.finished:
             with self.inference():
@@ -472,7 +477,7 @@ def check_speech(wav: np.ndarray, sample_rate: int) -> None:
         raise TTSError(f"the audio is too long ({seconds:.0f} s; at most {MAX_RECONSTRUCT_SECONDS:.0f} s at once)")
     if not np.all(np.isfinite(wav)):
         raise TTSError("the audio holds invalid (non-finite) samples")
-    if float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) < SILENCE_RMS:
+    if is_silent(wav):
         raise TTSError("the audio is silent")
 
 

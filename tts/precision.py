@@ -12,35 +12,54 @@ each weight is converted once per `autocast` block.
 
 bf16 is the choice on CPUs with AMX/AVX512-BF16 and on recent GPUs (float32's range, no overflow);
 fp16 is for GPUs (more mantissa, smaller range).
+
+The table of precisions (:data:`PRECISIONS`) is the one inference and training share; it names torch
+dtypes rather than holding them, so that the command line can offer the choices without importing torch.
 """
 
 from __future__ import annotations
 
 import contextlib
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import TTSError
 
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# name -> the torch dtype that matrix products and convolutions run in (None: float32, autocast off)
+PRECISIONS: dict[str, str | None] = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}
 
 
 def half_dtype(precision: str) -> torch.dtype | None:
     """The half-precision dtype of `precision`, None for float32; TTSError for an unknown name."""
+    import torch
+
     if precision not in PRECISIONS:
         raise TTSError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    return PRECISIONS[precision]
+    name = PRECISIONS[precision]
+    return None if name is None else getattr(torch, name)
 
 
 def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
     """Autocast to `precision`'s half dtype on `device`; for float32, autocast switched off (also inside
     an enclosing half-precision block)."""
+    import torch
+
     dtype = half_dtype(precision)
     device = torch.device(device)
     if dtype is None:
         return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=dtype, cache_enabled=device.type != "cuda")
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """A float32 island: `x` in float32, or kept in float64 (so that a float64 run, as the parity tools
+    make, stays float64 throughout)."""
+    import torch
+
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def vocoder_precision(device: torch.device | str, precision: str) -> str:
@@ -51,6 +70,8 @@ def vocoder_precision(device: torch.device | str, precision: str) -> str:
     speed-up, although each of its convolutions alone errs by only 0.3%: the network amplifies
     rounding. Vocoders are a small share of CPU time, so they stay float32 there.
     """
+    import torch
+
     half_dtype(precision)
     return precision if torch.device(device).type == "cuda" else "fp32"
 

@@ -42,7 +42,8 @@ def reconstruct_files(inputs: list[str], output: str, voice: str | None = None, 
                       model_dir: str | os.PathLike | None = None, device: str = "cpu",
                       voices_dir: str | os.PathLike | None = None) -> Iterator[tuple[str, Path, float]]:
     """Reconstruct each input into its output; yields (input, output, seconds written) as each is done."""
-    from .pipeline import TextToSpeech, check_speech, resolve_device
+    from .device import resolve_device
+    from .pipeline import TextToSpeech, check_speech
     from .voices import VoiceLibrary
 
     for src in inputs:

@@ -21,16 +21,17 @@ import numpy as np
 
 from . import audio
 from .errors import TTSError
+from .silence import SILENT_RMS, is_silent
 
 log = logging.getLogger(__name__)
 
 SHIPPED_VOICES_DIR = Path(__file__).resolve().parent.parent / "voices"
-VOICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+VOICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # the whole name: fullmatch (`$` would allow a final "\n")
 
 # Clip checks for `voices add` (at the clip's own rate, after mixing to mono).
+SILENCE_RMS = SILENT_RMS  # the silence level (defined in tts.silence), under the name this module gave it
 MIN_CLIP_SECONDS = 2.0
 MAX_CLIP_SECONDS = 30.0
-SILENCE_RMS = 10 ** (-50 / 20)  # a clip quieter than -50 dBFS RMS is silence
 CLIPPED_LEVEL = 0.999  # |sample| at or above this counts as clipped ...
 MAX_CLIPPED_FRACTION = 0.001  # ... and more than 0.1% of such samples rejects the clip
 STORED_SAMPLE_RATE = audio.TORTOISE_SAMPLE_RATE  # clips are stored as mono FLAC at this rate
@@ -57,7 +58,7 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
 
 
 def check_name(name: str) -> str:
-    if not VOICE_NAME.match(name or ""):
+    if not isinstance(name, str) or not VOICE_NAME.fullmatch(name):
         raise TTSError(
             f"invalid voice name {name!r}: use lowercase letters, digits, '-' and '_' (up to 64), starting with a letter or digit"
         )
@@ -73,7 +74,7 @@ def check_clip(wav: np.ndarray, sample_rate: int, path: Path) -> None:
     seconds = len(wav) / sample_rate
     if not MIN_CLIP_SECONDS <= seconds <= MAX_CLIP_SECONDS:
         raise TTSError(f"clip {path} is {seconds:.1f} s long; clips must be {MIN_CLIP_SECONDS:g}-{MAX_CLIP_SECONDS:g} s")
-    if float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))) < SILENCE_RMS:
+    if is_silent(wav):
         raise TTSError(f"clip {path} is silent")
     if float(np.mean(np.abs(wav) >= CLIPPED_LEVEL)) > MAX_CLIPPED_FRACTION:
         raise TTSError(f"clip {path} is clipped (too many samples at full scale); record it at a lower level")
@@ -124,7 +125,8 @@ class VoiceLibrary:
     def _voices_in(self, folder: Path, source: str) -> dict[str, Voice]:
         if not folder.is_dir():
             return {}
-        return {p.name: Voice(p.name, p, source) for p in sorted(folder.iterdir()) if p.is_dir() and VOICE_NAME.match(p.name)}
+        return {p.name: Voice(p.name, p, source) for p in sorted(folder.iterdir())
+                if p.is_dir() and VOICE_NAME.fullmatch(p.name)}
 
     def all(self) -> list[Voice]:
         """Every voice by name; a user voice replaces a shipped one of the same name."""
@@ -150,7 +152,7 @@ class VoiceLibrary:
         if self.is_shipped(name) and not shadow:
             raise TTSError(f"{name!r} is a shipped voice; pass --shadow to add a user voice that replaces it")
         target = self.user_dir / name
-        if target.exists() and not replace:
+        if (target.exists() or target.is_symlink()) and not replace:
             raise TTSError(f"voice {name!r} already exists in {self.user_dir}; pass --replace to overwrite it")
         loaded = []
         for clip in clips:
@@ -172,19 +174,33 @@ class VoiceLibrary:
                 stem = stem if stem not in used else f"{stem}_{i}"
                 used.add(stem)
                 audio.save_audio(staging / f"{stem}.flac", wav, STORED_SAMPLE_RATE)
-            if target.exists():
-                shutil.rmtree(target)
+            _remove_folder(target)
             os.replace(staging, target)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise TTSError(f"cannot write voice {name!r} to {self.user_dir}: {exc.strerror or exc}") from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return Voice(name, target, "user")
 
     def remove(self, name: str) -> None:
+        """Delete user voice `name`; a voice folder that is a symbolic link loses the link, not its target."""
         check_name(name)
         target = self.user_dir / name
         if not target.is_dir():
             if self.is_shipped(name):
                 raise TTSError(f"{name!r} is a shipped voice and cannot be removed")
             raise TTSError(f"no user voice named {name!r} in {self.user_dir}")
-        shutil.rmtree(target)
+        _remove_folder(target)
+
+
+def _remove_folder(path: Path) -> None:
+    """Remove a voice folder, or only the link if it is a symbolic link (dangling or not); TTSError on failure."""
+    try:
+        if path.is_symlink():
+            path.unlink()
+        elif path.exists():
+            shutil.rmtree(path)
+    except OSError as exc:
+        raise TTSError(f"cannot remove {path}: {exc.strerror or exc}") from None

@@ -1,15 +1,20 @@
-"""Our diffusion decoder and DDPM sampler against the Tortoise reference (tools/parity/gen_diffusion.py)."""
+"""Our diffusion decoder and DDPM sampler against the Tortoise reference (tools/parity/gen_diffusion.py).
+
+Model calls compare in float32; the sampling runs in float64 (model, inputs and noise), as the
+reference made them.
+"""
 
 
 import pytest
 import torch
 
+from tests.tortoise_keys import reference_shapes
 from tools.parity.fixture import load_fixture, relative_error
 from tools.parity.seeded import parameter_shapes, seeded_state_dict
-from tests.tortoise_keys import reference_shapes
-from tts.models.diffusion import DiffusionConfig, DiffusionDecoder, infer_tortoise_config
 from tts.audio import denormalize_mel
-from tts.sampling.diffusion import NoiseSchedule, generate_mel, space_timesteps
+from tts.models.diffusion import DiffusionConfig, DiffusionDecoder, infer_tortoise_config
+from tts.sampling.diffusion import NoiseSchedule, space_timesteps
+from tts.sampling.generate import generate_mel
 
 TOLERANCE = 1e-5
 
@@ -115,15 +120,24 @@ def test_schedule_tables_match_reference(sampling_ref):
         assert relative_error(table, ref[f"schedule_{name}"]) <= 1e-6, name
 
 
+@pytest.fixture(scope="module")
+def model64(model_ref):
+    _, meta = model_ref
+    model = DiffusionDecoder(DiffusionConfig(**meta["config"])).eval()
+    model.load_state_dict(seeded_state_dict({k: tuple(v) for k, v in meta["reference_shapes"].items()}))
+    return model.double()
+
+
 @pytest.mark.parametrize("run_name", ["cfg", "plain"])
-def test_ddpm_sampling_matches_reference(model, sampling_ref, run_name):
+def test_ddpm_sampling_matches_reference_in_float64(model64, sampling_ref, run_name):
     ref, meta = sampling_ref
     run = next(r for r in meta["runs"] if r["name"] == run_name)
+    assert run["dtype"] == "float64"
     generator = torch.Generator().manual_seed(run["seed"])  # the reference seeds the global generator
     mel = generate_mel(
-        model,
-        ref["latents"],
-        ref["conditioning"],
+        model64,
+        ref["latents"].double(),
+        ref["conditioning"].double(),
         steps=run["steps"],
         cond_free=run["cond_free"],
         cond_free_k=run["cond_free_k"],
@@ -131,5 +145,6 @@ def test_ddpm_sampling_matches_reference(model, sampling_ref, run_name):
         sampler="ddpm",
         generator=generator,
     )
+    assert mel.dtype == torch.float64
     assert relative_error(mel, ref[f"{run_name}_mel"]) <= TOLERANCE
     assert relative_error(denormalize_mel(mel), ref[f"{run_name}_log_mel"]) <= TOLERANCE

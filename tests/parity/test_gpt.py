@@ -6,7 +6,7 @@ import torch
 from tools.parity.fixture import load_fixture, relative_error
 from tools.parity.seeded import parameter_shapes, seeded_state_dict
 from tts.models.gpt import GPTConfig, SpeechGPT
-from tts.sampling.ar import sample_codes
+from tts.sampling.generate import sample_codes
 from tts.sampling.logits import SamplingParams
 
 TOLERANCE = 1e-5

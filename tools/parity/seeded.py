@@ -34,9 +34,20 @@ def seeded_tensor(name: str, shape: tuple[int, ...], seed: int = 0) -> torch.Ten
     return noise / math.sqrt(math.prod(shape[1:]))
 
 
-def seeded_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
-    """One seeded tensor per key of `shapes` (key -> shape)."""
-    return {name: seeded_tensor(name, tuple(shape), seed) for name, shape in shapes.items()}
+def seeded_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = 0,
+                      scales: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+    """One seeded tensor per key of `shapes` (key -> shape).
+
+    `scales` maps a module name (a key prefix such as "res_stack.0.kernel_predictor.kernel_conv") to a
+    factor for its weight's magnitude (`weight`, or weight norm's `weight_g`): how a fixture keeps a
+    network's activations out of saturation. Both sides pass the same scales.
+    """
+    state = {name: seeded_tensor(name, tuple(shape), seed) for name, shape in shapes.items()}
+    for name, factor in (scales or {}).items():
+        for leaf in ("weight", "weight_g"):
+            if f"{name}.{leaf}" in state:
+                state[f"{name}.{leaf}"] = state[f"{name}.{leaf}"] * factor
+    return state
 
 
 def parameter_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -47,3 +58,15 @@ def parameter_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 def seeded_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     """Standard normal noise from its own generator (inputs, diffusion noise, vocoder noise)."""
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+# UnivNet with the default seeded weights is chaotic: a last-bit difference anywhere grows to a
+# 10-20% different waveform (float32 against float64, or float64 with and without SIMD). Its
+# predicted per-frame kernels sum C_in * K = 96 products and so have about ten times the gain of a
+# plain layer; scaling the predictor's kernel and bias outputs down keeps the gated layers out of
+# saturation, and the whole network well-conditioned (see tools.parity.conditioning).
+UNIVNET_SCALES: dict[str, float] = {
+    **{f"res_stack.{i}.kernel_predictor.kernel_conv": 0.03 for i in range(3)},
+    **{f"res_stack.{i}.kernel_predictor.bias_conv": 0.3 for i in range(3)},
+    "conv_post.1": 0.3,  # and the output convolution, to keep the final tanh out of saturation
+}

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
-import fcntl
 import itertools
 import json
 import logging
@@ -42,11 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tts import silence
 from tts.audio import HIFIGAN_SAMPLE_RATE, resample, save_audio
 from tts.data.texts import DEFAULT_MIX, SOURCES, Sentence, build_pool, pool_digest
 from tts.data.voices import DEFAULT_VOICES, VOICES, Engine, VoiceSpec, get_voice
 from tts.errors import TTSError
-from tts.fileio import write_text_atomic
+from tts.fileio import exclusive_lock, write_text_atomic
 
 __all__ = [
     "SPEED_VARIANTS",
@@ -71,9 +71,6 @@ SPEED_VARIANTS = {"up": 1.15, "down": 0.87}
 EDGE_SILENCE_S = 0.1  # silence kept (or added) before and after the speech
 TARGET_RMS_DBFS = -20.0  # loudness of the speech frames
 PEAK_LIMIT = 0.95  # the loudness gain never pushes a sample beyond this
-SILENCE_BELOW_PEAK_DB = 40.0  # frames this far below the loudest frame are silence...
-SILENCE_FLOOR_DBFS = -65.0  # ...and so is anything below this level
-FRAME_S = 0.01
 MIN_DURATION_S = 0.3  # shorter results are failures
 PRIOR_ITEM_S = 3.5  # expected utterance length before a speaker has finished any
 MAX_FAILURES_IN_ROW = 10  # a speaker whose engine keeps failing is stopped
@@ -125,38 +122,15 @@ def change_speed(wav: np.ndarray, sample_rate: int, factor: float, out_rate: int
     return resample(wav.astype(np.float32), sample_rate * factor, out_rate)
 
 
-def _frame_levels(wav: np.ndarray, frame: int) -> np.ndarray:
-    """Level of each `frame`-sample frame in dBFS -> (frames,)."""
-    frames = len(wav) // frame
-    power = np.square(wav[: frames * frame].reshape(frames, frame), dtype=np.float64).mean(axis=1)
-    return 10 * np.log10(power + 1e-12)
-
-
-def _speech_frames(wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
-    frame = max(1, round(FRAME_S * sample_rate))
-    levels = _frame_levels(wav, frame)
-    if levels.size == 0:
-        return np.zeros(0, dtype=bool), frame
-    threshold = max(levels.max() - SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS)
-    return levels > threshold, frame
-
-
 def trim_silence(wav: np.ndarray, sample_rate: int, keep_s: float = EDGE_SILENCE_S) -> np.ndarray:
     """Cut leading and trailing silence to `keep_s` seconds (padding with zeros where there is less).
-    A signal with no speech comes back empty."""
-    speech, frame = _speech_frames(wav, sample_rate)
-    if not speech.any():
-        return np.zeros(0, dtype=np.float32)
-    voiced = np.flatnonzero(speech)
-    keep = round(keep_s * sample_rate)
-    start, end = voiced[0] * frame - keep, (voiced[-1] + 1) * frame + keep
-    body = wav[max(start, 0): min(end, len(wav))]
-    return np.pad(body, (max(-start, 0), max(end - len(wav), 0))).astype(np.float32)
+    A signal with no speech comes back empty. (Silence and its trimming have one home: tts.silence.)"""
+    return silence.trim_silence(wav, sample_rate, keep_s, pad=True)
 
 
 def normalize_loudness(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     """Scale the speech frames to TARGET_RMS_DBFS, without letting the peak pass PEAK_LIMIT."""
-    speech, frame = _speech_frames(wav, sample_rate)
+    speech, frame = silence.speech_frames(wav, sample_rate)
     if not speech.any():
         return wav
     frames = wav[: len(speech) * frame].reshape(len(speech), frame)[speech]
@@ -320,24 +294,9 @@ def _check_settings(out: Path, settings: dict) -> None:
         logger.warning("the text sources changed since %s was started: new items may repeat sentences", out)
 
 
-class _BuildLock:
-    """An exclusive lock on OUT for the length of a build."""
-
-    def __init__(self, out: Path):
-        self.path = out / LOCK
-
-    def __enter__(self):
-        self.file = open(self.path, "a")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.close()
-            raise TTSError(f"another build is writing {self.path.parent}") from None
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
+def _BuildLock(out: Path):  # noqa: N802 (was a class)
+    """An exclusive lock on OUT for the length of a build (file locking has one home: tts.fileio)."""
+    return exclusive_lock(out / LOCK, f"another build is writing {out}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tts.precision import at_least_float32
+
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm that always computes in float32 and returns the input dtype.
+    """GroupNorm that computes in (at least) float32 and returns the input dtype.
 
     With `frames` (B, 1, T), a 0/1 mask of the real frames of a padded batch, the statistics are
     taken over the real frames only, so that padding does not change the result there.
@@ -21,16 +23,16 @@ class GroupNorm32(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
         if frames is None:
-            return super().forward(x.float()).type(x.dtype)
+            return super().forward(at_least_float32(x)).type(x.dtype)
         b, c, t = x.shape
-        grouped = x.float().reshape(b, self.num_groups, c // self.num_groups, t)  # (B, G, C/G, T)
-        keep = frames.float().reshape(b, 1, 1, t)
+        grouped = at_least_float32(x).reshape(b, self.num_groups, c // self.num_groups, t)  # (B, G, C/G, T)
+        keep = frames.to(grouped.dtype).reshape(b, 1, 1, t)
         count = keep.sum(dim=(2, 3), keepdim=True) * (c // self.num_groups)
         mean = (grouped * keep).sum(dim=(2, 3), keepdim=True) / count
         var = ((grouped - mean).square() * keep).sum(dim=(2, 3), keepdim=True) / count
         y = ((grouped - mean) * torch.rsqrt(var + self.eps)).reshape(b, c, t)
         if self.affine:
-            y = y * self.weight.float()[:, None] + self.bias.float()[:, None]
+            y = y * self.weight.to(y.dtype)[:, None] + self.bias.to(y.dtype)[:, None]
         return y.type(x.dtype)
 
 
@@ -120,8 +122,8 @@ class AttentionBlock(nn.Module):
             if self.relative_pos_embeddings is not None:
                 scores = scores + self.relative_pos_embeddings(t, t, x.device)
             if frames is not None:
-                scores = scores.float().masked_fill(frames.reshape(b, 1, 1, t) == 0, float("-inf"))
-            weights = scores.float().softmax(dim=-1)
+                scores = at_least_float32(scores).masked_fill(frames.reshape(b, 1, 1, t) == 0, float("-inf"))
+            weights = at_least_float32(scores).softmax(dim=-1)
             if mask is not None:  # Tortoise masks after the softmax
                 weights = weights * mask[:, None, None, :].to(weights.dtype)
             h = weights.to(v.dtype) @ v

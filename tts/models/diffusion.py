@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tts.models.blocks import AttentionBlock, group_norm
+from tts.precision import at_least_float32
 
 TORTOISE_HEAD_WIDTH = 64  # channels per attention head in every Tortoise model
 
@@ -241,7 +242,8 @@ class DiffusionDecoder(nn.Module):
         else:
             raise ValueError("forward needs precomputed, or aligned_conditioning and conditioning_latent")
 
-        time_emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels))  # (B, D)
+        emb = timestep_embedding(timesteps, self.config.model_channels)  # (B, D) float32, as Tortoise
+        time_emb = self.time_embed(emb.double() if x.dtype == torch.float64 else emb)  # (B, D)
         for layer in self.conditioning_timestep_integrator:
             code_emb = layer(code_emb, time_emb, frames)  # (B, D, T)
         if frames is not None:
@@ -249,10 +251,11 @@ class DiffusionDecoder(nn.Module):
         h = self.integrating_conv(torch.cat([self.inp_block(x), code_emb], dim=1))  # (B, D, T)
         h = self._main_stack(h, time_emb, frames)
         if frames is None:
-            out = self.out(h.float())  # (B, out_channels, T)
+            out = self.out(at_least_float32(h))  # (B, out_channels, T)
         else:
             norm, act, conv = self.out
-            out = conv(act(norm(h.float(), frames)) * frames.float())
+            h = at_least_float32(h)
+            out = conv(act(norm(h, frames)) * frames.to(h.dtype))
         return (out, code_pred) if return_code_pred else out
 
     def _main_stack(self, h: torch.Tensor, time_emb: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:

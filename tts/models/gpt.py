@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +121,18 @@ def build_gpt2(config: GPTConfig) -> nn.Module:
     return gpt
 
 
+class KVCache(Protocol):
+    """Where :meth:`SpeechGPT.cached_forward` keeps keys and values: storage and attention span are the
+    cache's business (a growing prefix, a fixed window of a preallocated buffer, ...)."""
+
+    attn_mask: torch.Tensor | None  # (B, 1, T, S) bool, True where a query may attend; or None
+    is_causal: bool  # queries attend causally among the T new positions (prefill)
+
+    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store one layer's new keys and values (B, H, T, hd); return what the queries attend to (B, H, S, hd)."""
+        ...
+
+
 class SpeechGPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -162,6 +175,26 @@ class SpeechGPT(nn.Module):
         """Generation prefix [cond | framed text | start_mel]: (B, D), (B, n) -> (B, n + 4, D)."""
         start = torch.full((text.shape[0], 1), self.config.start_mel_token, dtype=torch.long, device=text.device)
         return torch.cat([cond_latent.unsqueeze(1), self.embed_text(self.frame_text(text)), self.embed_mel(start)], 1)
+
+    def cached_forward(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The GPT-2 blocks over new positions x (B, T, D) embedded, keys and values through `cache`
+        -> hidden states after GPT-2's final norm (B, T, D).
+
+        The one written-out form of the backbone's step, for every KV-cache decoder (eager and graph-
+        captured): the same submodules as the GPT-2 forward (pre-norm attention and MLP, residuals),
+        attention as one scaled_dot_product_attention call.
+        """
+        b, t, dim = x.shape
+        heads = self.config.heads
+        for i, block in enumerate(self.gpt.h):
+            q, k, v = block.attn.c_attn(block.ln_1(x)).split(dim, dim=2)
+            q, k, v = (y.view(b, t, heads, -1).transpose(1, 2) for y in (q, k, v))  # (B, H, T, hd)
+            keys, values = cache.update(i, k, v)  # (B, H, S, hd)
+            att = F.scaled_dot_product_attention(q, keys, values, attn_mask=cache.attn_mask,
+                                                 is_causal=cache.is_causal)  # (B, H, T, hd)
+            x = x + block.attn.c_proj(att.transpose(1, 2).reshape(b, t, dim))
+            x = x + block.mlp(block.ln_2(x))
+        return self.gpt.ln_f(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Backbone output at speech positions (B, T, D) -> speech-code logits (B, T, number_mel_codes)."""

@@ -99,18 +99,25 @@ def location_variable_conv(
     """Convolve each `hop`-sample frame of x with its own kernel (stride 1, undilated, 'same' padding).
 
     x: (B, C_in, T * hop); kernels: (B, C_in, C_out, K, T); biases: (B, C_out, T) -> (B, C_out, T * hop).
+
+    Summation order is the reference's: one matrix product per frame, (hop, C_in * K) @ (C_in * K, C_out),
+    batched over (B, T), with the products summed over input channels major and taps minor. The
+    same products in another order (an einsum that picks its own contraction) differ in the last bits,
+    which the chaotic randomly-initialised vocoder of the parity tests grows into large differences.
     """
-    b, _, length = x.shape
-    k, frames = kernels.shape[-2:]
+    b, c_in, length = x.shape
+    c_out, k, frames = kernels.shape[2:]
     if length != frames * hop:
         raise ValueError(f"{length} samples do not match {frames} frames of {hop}")
     pad = (k - 1) // 2
     x = F.pad(x, (pad, pad))  # (B, C_in, T * hop + 2 pad)
     windows = x.unfold(2, hop + 2 * pad, hop)  # (B, C_in, T, hop + 2 pad): each frame with its margins
     taps = windows.unfold(3, k, 1)  # (B, C_in, T, hop, K)
-    out = torch.einsum("bitsk,biokt->bots", taps, kernels)  # (B, C_out, T, hop)
-    out = out + biases.unsqueeze(-1)
-    return out.reshape(b, -1, length)
+    taps = taps.permute(0, 2, 3, 1, 4).reshape(b * frames, hop, c_in * k)  # (B T, hop, C_in K)
+    weights = kernels.permute(0, 4, 1, 3, 2).reshape(b * frames, c_in * k, c_out)  # (B T, C_in K, C_out)
+    out = torch.bmm(taps, weights).reshape(b, frames, hop, c_out)  # (B, T, hop, C_out)
+    out = out.permute(0, 3, 1, 2) + biases.unsqueeze(-1)  # (B, C_out, T, hop)
+    return out.reshape(b, c_out, length)
 
 
 class LVCBlock(nn.Module):
@@ -189,7 +196,8 @@ class UnivNet(nn.Module):
         """
         cfg = self.config
         b, _, t = mel.shape
-        silence = mel.new_full((b, cfg.mel_channels, cfg.pad_frames), cfg.pad_value)  # (B, M, pad)
+        # (B, M, pad); the value rounded to float32 whatever the mel's dtype, as Tortoise builds it
+        silence = mel.new_full((b, cfg.mel_channels, cfg.pad_frames), cfg.pad_value, dtype=torch.float32).to(mel.dtype)
         mel = torch.cat([mel, silence], dim=2)  # (B, M, T + pad)
         shape = (b, cfg.noise_dim, t + cfg.pad_frames)
         if noise is None:

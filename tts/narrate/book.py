@@ -1,16 +1,16 @@
-"""A book as narration sees it, and reading one from .txt, .md or .epub files.
+"""A book as narration sees it (Book, Chapter, Paragraph), chapter headings, and plain-text books.
 
-    book = read_book(["novel.epub"])        # Book(title, chapters=[Chapter(title, paragraphs), ...])
+    book = read_text(Path("novel.txt"))     # Book(title, chapters=[Chapter(title, paragraphs), ...])
 
-Chapters come from the EPUB's table of contents (see :mod:`.epub`), from markdown headings (see
-:mod:`.markdown`) or, in plain text, from heading lines that stand alone ("Chapter 3", "CHAPTER III.",
+In plain text, chapters start at heading lines that stand alone ("Chapter 3", "CHAPTER III.",
 "Chapter Three: The Storm", "Part 2", "Prologue"); see :func:`parse_heading`. A chapter's heading
 is also its first paragraph, marked ``heading=True``, so that it is read aloud ("Chapter three.").
+The other readers (:mod:`.markdown`, :mod:`.epub` with :mod:`.xhtml`) build on this module, and
+:mod:`.inputs` picks the reader for each input file.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,9 +19,6 @@ from pathlib import Path
 from ..errors import TTSError
 from ..text.normalize import cardinal_words
 
-TEXT_SUFFIXES = (".txt", ".text")
-MARKDOWN_SUFFIXES = (".md", ".markdown")
-EPUB_SUFFIXES = (".epub",)
 MAX_HEADING_CHARS = 80  # a longer line is prose, not a heading
 MAX_SUBTITLE_WORDS = 10
 
@@ -243,36 +240,3 @@ def read_text(path: Path) -> Book:
     first = blocks[0].strip()
     title = collapse(first) if "\n" not in first and is_subtitle(first) else title_from_path(path)
     return Book(title, tuple(chapters_from_blocks(blocks, title)))
-
-
-def read_input(path: str | os.PathLike) -> Book:
-    """One input file -> Book. TTSError for a missing, unreadable, empty or unsupported file."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if path.is_dir():
-        raise TTSError(f"cannot read {path}: it is a directory")
-    if suffix in TEXT_SUFFIXES:
-        book = read_text(path)
-    elif suffix in MARKDOWN_SUFFIXES:
-        from .markdown import read_markdown
-
-        book = read_markdown(path)
-    elif suffix in EPUB_SUFFIXES:
-        from .epub import read_epub
-
-        book = read_epub(path)
-    else:
-        if not path.exists():
-            raise TTSError(f"cannot read {path}: no such file")
-        raise TTSError(f"unsupported input format {suffix or path.name!r} for {path} (use .txt, .md or .epub)")
-    if not book.chapters:
-        raise TTSError(f"{path} has no text to narrate")
-    return book
-
-
-def read_book(paths: Sequence[str | os.PathLike]) -> Book:
-    """Several input files, read in order, make one book titled after the first."""
-    if not paths:
-        raise TTSError("give at least one input file")
-    books = [read_input(p) for p in paths]
-    return Book(books[0].title, tuple(chapter for book in books for chapter in book.chapters))

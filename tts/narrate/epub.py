@@ -6,6 +6,11 @@ ones too, in reading order. Text before the first entry (cover, title page) is a
 after the book. Without a table of contents each document is a chapter, named by its first
 heading.
 
+Some real books list a document in the manifest a second time with a ``#fragment`` in its href
+(and that item in the spine again): e-book readers take such an item as the document it points
+into; ebooklib looks for a file of that name and fails. Those items are merged into their document
+before ebooklib reads the book, so each document is read once.
+
 Refused with a one-line TTSError: a file that is not a ZIP archive, lacks META-INF/container.xml
 or its package document, or is DRM-protected: ``META-INF/encryption.xml`` encrypts content with
 anything but font obfuscation (Adobe ADEPT and similar), or the archive carries a FairPlay
@@ -14,6 +19,7 @@ anything but font obfuscation (Adobe ADEPT and similar), or the archive carries 
 
 from __future__ import annotations
 
+import io
 import posixpath
 import zipfile
 from dataclasses import dataclass
@@ -25,6 +31,8 @@ from .book import Book, Chapter, Paragraph, read_bytes, spoken_heading, title_fr
 from .xhtml import Anchor, document_events
 
 CONTAINER = "META-INF/container.xml"
+_CONTAINER_NS = "{urn:oasis:names:tc:opendocument:xmlns:container}"
+_OPF_NS = "{http://www.idpf.org/2007/opf}"
 ENCRYPTION = "META-INF/encryption.xml"
 DRM_LICENCES = ("META-INF/sinf.xml", "META-INF/license.lcpl")
 # Font obfuscation (IDPF and Adobe) scrambles embedded fonts only; the text stays readable.
@@ -103,11 +111,79 @@ def _resolve(document: str, names: set[str]) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
+def merge_fragment_items(opf: bytes) -> bytes | None:
+    """A package document whose manifest items with a `#fragment` in their href are merged into the
+    document they point into (their spine entries then name that document, once); None if it has none.
+
+    An item "a.xhtml#p2" beside an item "a.xhtml" is dropped and its spine entries go to "a.xhtml"; an
+    item "a.xhtml#p2" alone becomes "a.xhtml".
+    """
+    import lxml.etree
+
+    try:
+        root = lxml.etree.fromstring(opf)
+    except lxml.etree.XMLSyntaxError:
+        return None  # ebooklib will say what is wrong with it
+    manifest, spine = root.find(f"{_OPF_NS}manifest"), root.find(f"{_OPF_NS}spine")
+    if manifest is None or not any("#" in (item.get("href") or "") for item in manifest):
+        return None
+    owner: dict[str, str] = {}  # document href -> id of the item that keeps it
+    for item in manifest:
+        if item.get("href") and "#" not in item.get("href"):
+            owner.setdefault(item.get("href"), item.get("id"))
+    renamed: dict[str, str] = {}  # id of a merged item -> id of the item for its document
+    for item in list(manifest):
+        href = item.get("href") or ""
+        if "#" not in href:
+            continue
+        document = href.partition("#")[0]
+        if document in owner:
+            renamed[item.get("id")] = owner[document]
+            manifest.remove(item)
+        else:
+            item.set("href", document)
+            owner[document] = item.get("id")
+    if spine is not None:
+        listed: set[str] = set()
+        for ref in list(spine):
+            idref = renamed.get(ref.get("idref"), ref.get("idref"))
+            if idref in listed:
+                spine.remove(ref)
+            else:
+                ref.set("idref", idref)
+                listed.add(idref)
+    return lxml.etree.tostring(root, xml_declaration=True, encoding="utf-8")
+
+
+def _with_fragment_items_merged(path: Path) -> io.BytesIO | None:
+    """An in-memory copy of the EPUB with its package document fixed by merge_fragment_items, or None
+    when it needs no fixing (or cannot be read here: ebooklib then reports what is wrong)."""
+    import lxml.etree
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            container = lxml.etree.fromstring(archive.read(CONTAINER))
+            rootfile = container.find(f".//{_CONTAINER_NS}rootfile")
+            opf_name = posixpath.normpath(rootfile.get("full-path")) if rootfile is not None else None
+            fixed = merge_fragment_items(archive.read(opf_name)) if opf_name else None
+            if fixed is None:
+                return None
+            copy = io.BytesIO()
+            with zipfile.ZipFile(copy, "w", zipfile.ZIP_DEFLATED) as out:
+                for info in archive.infolist():
+                    out.writestr(info, fixed if posixpath.normpath(info.filename) == opf_name
+                                 else archive.read(info))
+    except (KeyError, OSError, zipfile.BadZipFile, lxml.etree.XMLSyntaxError):
+        return None
+    copy.seek(0)
+    return copy
+
+
 def _load(path: Path):
     import ebooklib.epub
 
     try:
-        return ebooklib.epub.read_epub(str(path), {"ignore_ncx": True})
+        return ebooklib.epub.read_epub(_with_fragment_items_merged(path) or str(path), {"ignore_ncx": True})
     except ebooklib.epub.EpubException as exc:
         raise TTSError(f"{path} is not a valid EPUB: {exc.msg}") from None
     except (KeyError, IndexError, AttributeError, ValueError, zipfile.BadZipFile) as exc:

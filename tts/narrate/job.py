@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import logging
@@ -24,17 +23,19 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TTSError
-from ..fileio import write_text_atomic
-from .book import read_book
+from ..fileio import exclusive_lock, write_text_atomic
+from ..quality import DurationCheck
+from .book import Book
+from .inputs import read_book
 from .loudness import DEFAULT_TARGET_LUFS
 from .plan import Plan, make_plan
 from .render import Pauses, Rendered, output_format, remove_scratch, render
-from .runner import CHUNKS_DIR, DurationCheck, Failure, Progress, Runner
+from .runner import CHUNKS_DIR, Failure, Progress, Runner
 from .store import DONE, Manifest, Row
 from .writers import require_ffmpeg
 
@@ -91,23 +92,13 @@ def prepare_outdir(outdir: Path) -> Path:
     return outdir
 
 
-@contextlib.contextmanager
-def exclusive(outdir: Path) -> Iterator[None]:
+def exclusive(outdir: Path) -> contextlib.AbstractContextManager:
     """Hold the output directory's lock (released by the OS however the process ends)."""
-    with contextlib.ExitStack() as stack:
-        try:
-            handle = stack.enter_context(open(outdir / LOCK, "a"))
-        except OSError as exc:
-            raise TTSError(f"cannot write to the output directory {outdir}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise TTSError(f"{outdir} is in use by another `tts narrate` run") from None
-        yield
+    return exclusive_lock(outdir / LOCK, f"{outdir} is in use by another `tts narrate` run")
 
 
 # Temporary names (tts.fileio.atomic_path: ".NAME.RANDOM.SUFFIX.tmp") of the files a run writes at the top.
-_OUR_TEMPORARY = re.compile(r"^\.(book\.|chapters\.|chunks\.tsv\.).*\.tmp$")
+_OUR_TEMPORARY = re.compile(r"\.(book\.|chapters\.|chunks\.tsv\.).*\.tmp")  # fullmatch
 
 
 def remove_leftovers(outdir: Path) -> None:
@@ -118,7 +109,7 @@ def remove_leftovers(outdir: Path) -> None:
                 if path.name.startswith(".") and ".tmp" in path.name and path.is_file():
                     path.unlink(missing_ok=True)
     for path in outdir.iterdir():  # may be shared with the user's own files
-        if _OUR_TEMPORARY.match(path.name) and path.is_file():
+        if _OUR_TEMPORARY.fullmatch(path.name) and path.is_file():
             path.unlink(missing_ok=True)
     remove_scratch(outdir)
 
@@ -174,6 +165,29 @@ def write_listing(path: Path, plan: Plan, rows: dict[str, Row]) -> None:
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
+@dataclass(frozen=True)
+class Preview:
+    """What a narration of some inputs would make, found without loading a model (`--dry-run`)."""
+
+    book: Book
+    plan: Plan | None  # None when no model is at hand to measure the chunks in its tokens
+
+
+def preview(inputs: Sequence[str | os.PathLike], model_dir: str | os.PathLike | None = None) -> Preview:
+    """The book's chapters and, when the model's text front-end can be read (`model_dir`, else the
+    bundled model if one is installed), the chunks it would be narrated in."""
+    from ..pipeline import model_text_splitter
+
+    book = read_book(inputs)
+    try:
+        splitter = model_text_splitter(model_dir)
+    except TTSError:
+        if model_dir is not None:
+            raise
+        return Preview(book, None)
+    return Preview(book, make_plan(book, splitter))
+
+
 def narrate(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, voice: str, *,
             model_dir: str | os.PathLike | None = None, device: str = "cpu", voices_dir: str | None = None,
             preset_name: str = "fast", overrides: dict | None = None, fmt: str = "flac",
@@ -185,14 +199,15 @@ def narrate(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, voic
     ``overrides``: Options fields over the preset (and the model's own preset adjustments).
     ``tts``: an already loaded TextToSpeech (else one is loaded from ``model_dir`` on ``device``).
     """
-    from ..pipeline import TextToSpeech
-    from ..sampling.options import preset
+    from ..pipeline import TextToSpeech, model_text_splitter
+    from ..sampling.options import resolve
     from ..voices import VoiceLibrary
 
     output = output_format(fmt)
     if output.soundfile is None:
         require_ffmpeg()
-    plan = make_plan(read_book(inputs))
+    book = read_book(inputs)
+    plan = make_plan(book, tts.splitter if tts is not None else model_text_splitter(model_dir))
     regenerate_keys = plan.select(regenerate)
     voice_obj = VoiceLibrary(voices_dir).get(voice)
     outdir = prepare_outdir(Path(outdir))
@@ -200,8 +215,7 @@ def narrate(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, voic
         remove_leftovers(outdir)
         check_same_book(manifest, plan, outdir)
         tts = tts or TextToSpeech(model_dir, device=device)
-        chosen = {k: v for k, v in (overrides or {}).items() if v is not None}
-        options = preset(preset_name, **{**tts.models.card.presets.get(preset_name, {}), **chosen})
+        options = resolve(preset_name, tts.models.card, **(overrides or {}))
         settings = settings_of(options, voice_obj, tts.models.model_id, tts.sample_rate)
         digest = settings_hash(settings)
         rows = manifest.rows()

@@ -7,9 +7,9 @@ paragraph's chunks; chunks before and after keep theirs even when the edit chang
 chunks, and moving a paragraph keeps its audio. Labels (``3.12``: chapter 3, chunk 12) are for
 people: they follow the current text and may shift after an edit.
 
-Chunks are sentence groups made by the core splitter (:func:`tts.text.split.split_chunks`),
-measured in characters of normalised text: about :data:`DESIRED_CHARS`, at most :data:`MAX_CHARS`
-(Tortoise's own reading script uses 200/300), never across a paragraph.
+Chunks are sentence groups made by the model's splitter (:class:`tts.text.split.TextSplitter`, the
+one ``tts speak`` uses too), measured in the model's own text tokens, so that every chunk fits the
+model; never across a paragraph.
 """
 
 from __future__ import annotations
@@ -21,12 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import TTSError
-from ..text.normalize import has_speech, normalize_text
-from ..text.split import split_chunks
+from ..text.split import TextSplitter
 from .book import Book
 
-DESIRED_CHARS = 200
-MAX_CHARS = 300
 KEY_LENGTH = 16  # hex digits
 
 # What follows a chunk, in increasing length; render.Pauses gives each its seconds.
@@ -83,26 +80,16 @@ def chunk_key(text: str, occurrence: int) -> str:
     return hashlib.sha256(f"{occurrence}\n{text}".encode()).hexdigest()[:KEY_LENGTH]
 
 
-def _normalized_length(text: str) -> int:
-    return len(normalize_text(text))
-
-
-def split_paragraph(text: str, desired: int = DESIRED_CHARS, maximum: int = MAX_CHARS) -> list[str]:
-    """A paragraph -> normalised chunk texts with something to say."""
-    pieces = split_chunks(text, max_len=maximum, desired_len=desired, measure=_normalized_length)
-    normalized = (normalize_text(piece.text) for piece in pieces)
-    return [t for t in normalized if t and has_speech(t)]
-
-
-def make_plan(book: Book, desired: int = DESIRED_CHARS, maximum: int = MAX_CHARS) -> Plan:
-    """Every chapter's chunks in reading order; chapters with nothing to say are left out."""
+def make_plan(book: Book, splitter: TextSplitter) -> Plan:
+    """Every chapter's chunks in reading order, cut by the model's `splitter`; chapters with nothing to
+    say are left out."""
     seen: Counter[str] = Counter()
     titles: list[str] = []
     chunks: list[PlannedChunk] = []
     for chapter in book.chapters:
         texts_and_pauses = []
         for paragraph in chapter.paragraphs:
-            texts = split_paragraph(paragraph.text, desired, maximum)
+            texts = [chunk.text for chunk in splitter.split(paragraph.text)]
             end = HEADING if paragraph.heading else PARAGRAPH
             texts_and_pauses += [(t, end if i == len(texts) - 1 else SENTENCE) for i, t in enumerate(texts)]
         if not texts_and_pauses:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import audio
+from .. import audio, silence
 from ..errors import TTSError
 from ..fileio import write_text_atomic
 from . import loudness as lo
@@ -39,10 +39,8 @@ from .writers import FORMATS, LOSSLESS, Format, encode_aac, open_sink
 
 BOOK_STEM = "book"
 CHAPTERS_DIR = "chapters"
-SILENCE_BELOW_PEAK_DB = 40.0  # a 10 ms frame this far below the chunk's loudest frame is silence
-TRIM_FRAME_SECONDS = 0.01
 TRIM_MARGIN_SECONDS = 0.04  # kept around the speech so that onsets and decays are not cut
-_OUR_CHAPTER_FILE = re.compile(r"^\d+-.*\.(wav|flac|mp3|m4a)$")
+_OUR_CHAPTER_FILE = re.compile(r"\d+-.*\.(wav|flac|mp3|m4a)")  # fullmatch
 
 
 @dataclass(frozen=True)
@@ -82,20 +80,11 @@ class Rendered:
     gain_db: float = 0.0
 
 
-def trim_silence(wav: np.ndarray, sample_rate: int) -> np.ndarray:
-    """`wav` without the silence at its ends (relative to its own loudest frame), keeping a small margin."""
-    frame = max(1, int(TRIM_FRAME_SECONDS * sample_rate))
-    frames = len(wav) // frame
-    if frames < 3:
-        return wav
-    rms = np.sqrt(np.mean(wav[:frames * frame].reshape(frames, frame).astype(np.float64) ** 2, axis=1))
-    loud = np.flatnonzero(rms > rms.max() * 10 ** (-SILENCE_BELOW_PEAK_DB / 20))
-    if rms.max() == 0 or loud.size == 0:
-        return wav
-    margin = int(TRIM_MARGIN_SECONDS * sample_rate)
-    start = max(0, loud[0] * frame - margin)
-    end = min(len(wav), (loud[-1] + 1) * frame + margin)
-    return wav[start:end]
+def trim_chunk(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """A chunk's audio with the silence at its ends cut to TRIM_MARGIN_SECONDS (:func:`tts.silence.trim_silence`);
+    a chunk without any speech stays as it is."""
+    trimmed = silence.trim_silence(wav, sample_rate, TRIM_MARGIN_SECONDS)
+    return trimmed if trimmed.size else wav
 
 
 def slug(title: str, limit: int = 60) -> str:
@@ -136,7 +125,7 @@ class _Joiner:
             raise TTSError(f"cannot read chunk audio {path}: {str(exc).splitlines()[0] if str(exc) else exc}") \
                 from None
         wav = audio.resample(np.ascontiguousarray(wav[:, 0]), rate, self.sample_rate)
-        return lo.limit_peaks(trim_silence(wav, self.sample_rate) * self.gain, self.sample_rate)
+        return lo.limit_peaks(trim_chunk(wav, self.sample_rate) * self.gain, self.sample_rate)
 
 
 def render(plan: Plan, rows: dict[str, Row], outdir: Path, fmt: Format, sample_rate: int,
@@ -199,7 +188,7 @@ def _emit(sinks, piece: np.ndarray) -> None:
 def _remove_other_chapter_files(chapters_dir: Path, keep: set[str]) -> None:
     """Chapter files of earlier runs whose chapter is gone or renamed, or of another format."""
     for path in chapters_dir.iterdir():
-        if path.is_file() and _OUR_CHAPTER_FILE.match(path.name) and path.name not in keep:
+        if path.is_file() and _OUR_CHAPTER_FILE.fullmatch(path.name) and path.name not in keep:
             path.unlink(missing_ok=True)
 
 

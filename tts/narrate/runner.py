@@ -25,7 +25,7 @@ import numpy as np
 
 from ..audio import save_audio
 from ..errors import TTSError
-from ..evaluate import scoring_text
+from ..quality import DurationCheck, audio_problems
 from .loudness import measure_loudness
 from .plan import PlannedChunk
 from .store import Manifest
@@ -35,30 +35,6 @@ log = logging.getLogger(__name__)
 CHUNKS_DIR = "chunks"
 CHUNK_SUFFIX = ".flac"
 SORT_WINDOW_BATCHES = 8  # chunks are grouped by length within this many batches' worth
-
-
-@dataclass(frozen=True)
-class DurationCheck:
-    """Audio far too short or too long for its text is a failed chunk.
-
-    Bounds are per character of the text's spoken words (see tts.evaluate.scoring_text). Speech
-    runs at about 0.05-0.07 s a character; these bounds are far wider, to catch only a model that
-    stopped early, rambled or went silent-looping. Use 0 to switch a bound off.
-    """
-
-    min_seconds_per_char: float = 0.02
-    max_seconds_per_char: float = 0.3
-    slack_seconds: float = 2.0  # added to the upper bound: pauses at a short chunk's ends
-
-    def problem(self, text: str, seconds: float) -> str | None:
-        chars = len(scoring_text(text))
-        low = self.min_seconds_per_char * chars
-        high = self.max_seconds_per_char * chars + self.slack_seconds
-        if seconds < low:
-            return f"too short: {seconds:.2f} s for {chars} characters (at least {low:.1f} s expected)"
-        if self.max_seconds_per_char and seconds > high:
-            return f"too long: {seconds:.2f} s for {chars} characters (at most {high:.1f} s expected)"
-        return None
 
 
 @dataclass
@@ -176,12 +152,8 @@ class Runner:
         self._fail(chunk, problem)
 
     def _problem(self, chunk: PlannedChunk, wav: np.ndarray) -> str | None:
-        wav = np.asarray(wav)
-        if wav.size == 0:
-            return "no audio"
-        if not np.all(np.isfinite(wav)):
-            return "invalid (NaN or infinite) samples"
-        return self.check.problem(chunk.text, wav.size / self.tts.sample_rate)
+        problems = audio_problems(wav, self.tts.sample_rate, chunk.text, self.check, silent=False)
+        return problems[0].message if problems else None
 
     def _synthesize(self, batch: list[PlannedChunk], takes: dict[str, int], attempt: int) -> list[np.ndarray]:
         seed = batch_seed(self.book_seed, batch, takes, attempt)

@@ -1,4 +1,4 @@
-"""Autoregressive sampling of speech codes from a :class:`~tts.models.gpt.SpeechGPT`.
+"""Eager autoregressive sampling of speech codes from a :class:`~tts.models.gpt.SpeechGPT`.
 
 The backbone is stepped one token at a time through a KV cache behind a small interface
 (:class:`Decoder`): ``prefill`` runs the shared prefix once, ``step`` feeds one new token per row.
@@ -6,16 +6,16 @@ Two interchangeable implementations give the same result:
 
 - :class:`DynamicCacheDecoder`: the GPT-2 module's own forward with transformers' DynamicCache.
 - :class:`StaticCacheDecoder`: a preallocated `(layers, B, heads, max_len, head_dim)` cache filled in
-  place, running the same GPT-2 blocks; the shape-static form that CUDA graphs need.
+  place, stepped by the model's own :meth:`~tts.models.gpt.SpeechGPT.cached_forward`; the
+  shape-static form that the graph-captured decoder (:mod:`.ar_graph`) builds on.
+
+:func:`sample_batch` is the eager sampling loop. Which decoder runs where is chosen in one place,
+:mod:`tts.sampling.generate`; this module knows nothing of graphs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
-import torch.nn.functional as F
 
 from ..models.gpt import SpeechGPT
 from .logits import SamplingParams, draw, filter_logits
@@ -71,8 +71,26 @@ def kv_cache_buffers(model: SpeechGPT, batch: int, max_len: int) -> tuple[torch.
     return keys, torch.zeros_like(keys)
 
 
+class _PrefixCache:
+    """The StaticCacheDecoder's buffers as seen by one forward: new positions start..end-1 of cache rows
+    `rows` are written, and the queries attend to positions first..end-1."""
+
+    def __init__(self, decoder: StaticCacheDecoder, rows, start: int, end: int, first: int, steps: int):
+        self.keys, self.values = decoder.keys, decoder.values
+        self.rows, self.start, self.end, self.first = rows, start, end, first
+        self.is_causal = steps > 1
+        mask = decoder.key_mask
+        self.attn_mask = None if mask is None or steps > 1 else mask[rows, :, :, first:end]  # (b, 1, 1, S)
+
+    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys[layer, self.rows, :, self.start:self.end] = keys
+        self.values[layer, self.rows, :, self.start:self.end] = values
+        span = slice(self.first, self.end)
+        return self.keys[layer, self.rows, :, span], self.values[layer, self.rows, :, span]
+
+
 class StaticCacheDecoder(Decoder):
-    """Preallocated KV cache (layers, B, heads, max_len, head_dim); runs the HF GPT-2 blocks' submodules.
+    """Preallocated KV cache (layers, B, heads, max_len, head_dim), stepped by :meth:`SpeechGPT.cached_forward`.
 
     Prefixes of different lengths are right-aligned (the shorter ones start later in the cache) so
     that every row decodes at the same position; a key mask hides the unused leading slots.
@@ -81,11 +99,8 @@ class StaticCacheDecoder(Decoder):
     def __init__(self, model: SpeechGPT, batch: int, max_len: int,
                  cache: tuple[torch.Tensor, torch.Tensor] | None = None):
         """`cache`: reuse preallocated (keys, values) of shape (layers, batch, heads, max_len, head_dim)."""
-        cfg = model.config
-        self.blocks = model.gpt.h
-        self.ln_f = model.gpt.ln_f
-        self.heads = cfg.heads
-        self.dim = cfg.model_dim
+        self.model = model
+        self.dim = model.config.model_dim
         if cache is None:
             cache = kv_cache_buffers(model, batch, max_len)
         self.keys, self.values = cache
@@ -95,21 +110,8 @@ class StaticCacheDecoder(Decoder):
     def _forward(self, x: torch.Tensor, rows, start: int, first: int = 0) -> torch.Tensor:
         """x (b, T, D) at cache positions start..start+T-1 of cache rows `rows`, attending to
         positions first..start+T-1 -> (b, T, D) after ln_f."""
-        b, t, _ = x.shape
-        end = start + t
-        mask = None if self.key_mask is None or t > 1 else self.key_mask[rows, :, :, first:end]
-        for i, block in enumerate(self.blocks):
-            q, k, v = block.attn.c_attn(block.ln_1(x)).split(self.dim, dim=2)
-            q, k, v = (y.view(b, t, self.heads, -1).transpose(1, 2) for y in (q, k, v))  # (B, H, T, hd)
-            self.keys[i, rows, :, start:end] = k
-            self.values[i, rows, :, start:end] = v
-            att = F.scaled_dot_product_attention(
-                q, self.keys[i, rows, :, first:end], self.values[i, rows, :, first:end], attn_mask=mask,
-                is_causal=t > 1,
-            )
-            x = x + block.attn.c_proj(att.transpose(1, 2).reshape(b, t, self.dim))
-            x = x + block.mlp(block.ln_2(x))
-        return self.ln_f(x)
+        t = x.shape[1]
+        return self.model.cached_forward(x, _PrefixCache(self, rows, start, start + t, first, t))
 
     def prefill(self, prefixes: list[torch.Tensor], rows: list[int]) -> torch.Tensor:
         if self.length != 0:
@@ -143,120 +145,22 @@ class StaticCacheDecoder(Decoder):
         return hidden
 
 
-@dataclass(frozen=True)
-class CodeFixup:
-    """How raw sampled codes are made ready for the decoder, per the DVAE that defined the codes.
-
-    From the first stop code on, codes become `silence_code`; the last codes of the padded row become
-    `end_codes` (what the DVAE emits for a clip ending in silence). Latents are cut where
-    `silence_run` consecutive silence codes have been seen.
-    """
-
-    silence_code: int = 83
-    end_codes: tuple[int, ...] = (45, 45, 248)
-    silence_run: int = 9
-
-    def fix(self, codes: torch.Tensor, stop_code: int) -> torch.Tensor:
-        """codes (N, L) padded with `stop_code` -> fixed copy (N, L). Rows without a stop are unchanged."""
-        codes = codes.clone()
-        for row in codes:
-            stops = (row == stop_code).nonzero()
-            if len(stops) == 0:
-                continue
-            row[int(stops[0]):] = self.silence_code
-            row[-len(self.end_codes):] = torch.tensor(self.end_codes, dtype=row.dtype)
-        return codes
-
-    def speech_length(self, codes: torch.Tensor) -> int:
-        """Number of leading positions of one fixed row (L,) whose latents the decoder should get."""
-        run = 0
-        for i, code in enumerate(codes.tolist()):
-            run = run + 1 if code == self.silence_code else 0
-            if run >= self.silence_run:
-                return i
-        return codes.shape[0]
+def eager_decoder(model: SpeechGPT, cache: str, batch: int, prefixes: list[torch.Tensor], max_tokens: int) -> Decoder:
+    """The eager KV-cache decoder `cache` ("static" or "dynamic") for one batch of rows continuing `prefixes`."""
+    if cache == "static":
+        longest = max(p.shape[1] for p in prefixes)
+        return StaticCacheDecoder(model, batch, longest + max_tokens)
+    if cache == "dynamic":
+        if len(prefixes) != 1:
+            raise ValueError("the dynamic cache decodes one text per batch; use batch_size <= num_samples")
+        return DynamicCacheDecoder(model)
+    raise ValueError(f"unknown cache {cache!r}")
 
 
-def sample_codes(
-    model: SpeechGPT,
-    cond_latent: torch.Tensor,
-    text: torch.Tensor,
-    *,
-    num_samples: int,
-    batch_size: int,
-    max_tokens: int,
-    params: SamplingParams,
-    generator: torch.Generator | None = None,
-    cache: str = "auto",
-    progress: Callable[[int], None] | None = None,
-) -> torch.Tensor:
-    """Sample `num_samples` code sequences for one text (n,) and one voice (D,) -> (num_samples, max_tokens).
-
-    Rows are padded with the stop code after they end. Batches of `batch_size` rows are decoded
-    together; `progress(rows_done)` is called after each batch.
-    """
-    return sample_codes_many(model, cond_latent, [text], num_samples=num_samples, batch_size=batch_size,
-                             max_tokens=max_tokens, params=params, generator=generator, cache=cache,
-                             progress=progress)[0]
-
-
-def sample_codes_many(
-    model: SpeechGPT,
-    cond_latent: torch.Tensor,
-    texts: list[torch.Tensor],
-    *,
-    num_samples: int,
-    batch_size: int,
-    max_tokens: int,
-    params: SamplingParams,
-    generator: torch.Generator | None = None,
-    cache: str = "auto",
-    progress: Callable[[int], None] | None = None,
-) -> list[torch.Tensor]:
-    """`num_samples` code sequences for each of several texts, in one voice -> one (num_samples, max_tokens)
-    tensor per text. Rows of different texts share batches (the static cache right-aligns their prefixes).
-
-    `cache`: "static" (eager loop over :class:`StaticCacheDecoder`), "dynamic" (transformers'
-    DynamicCache), "graph" (:class:`~tts.sampling.ar_graph.GraphDecoder`: the whole decode step
-    CUDA-graph captured on a GPU, run eagerly elsewhere), or "auto": "graph" on CUDA, else "static".
-    """
-    cfg = model.config
-    if max_tokens > cfg.max_mel_tokens:
-        raise ValueError(f"max_tokens {max_tokens} exceeds the model's {cfg.max_mel_tokens}")
-    if cache == "auto":
-        cache = "graph" if model.mel_head.weight.device.type == "cuda" else "static"
-    if cache not in ("static", "dynamic", "graph"):
-        raise ValueError(f"unknown cache {cache!r}")
-    cond = cond_latent.reshape(1, -1)
-    prefixes = [model.prefix_embeddings(cond, t.reshape(1, -1)) for t in texts]  # each (1, P_i, D)
-    jobs = [i for i in range(len(texts)) for _ in range(num_samples)]  # prefix index of each row
-    out = []
-    for done in range(0, len(jobs), batch_size):
-        rows = jobs[done:done + batch_size]
-        used = sorted(set(rows))
-        batch_prefixes = [prefixes[i] for i in used]
-        local = [used.index(i) for i in rows]
-        if cache == "graph":
-            from .ar_graph import graph_decoder_for
-
-            codes = graph_decoder_for(model, params).sample(batch_prefixes, local, max_tokens, generator)
-        else:
-            if cache == "static":
-                longest = max(p.shape[1] for p in batch_prefixes)
-                decoder: Decoder = StaticCacheDecoder(model, len(rows), longest + max_tokens)
-            elif len(used) == 1:
-                decoder = DynamicCacheDecoder(model)
-            else:
-                raise ValueError("the dynamic cache decodes one text per batch; use batch_size <= num_samples")
-            codes = _sample_batch(model, decoder, batch_prefixes, local, max_tokens, params, generator)
-        out.append(codes)
-        if progress is not None:
-            progress(min(done + batch_size, len(jobs)))
-    codes = torch.cat(out)
-    return list(codes.split(num_samples))
-
-
-def _sample_batch(model, decoder, prefixes, rows, max_tokens, params, generator) -> torch.Tensor:
+def sample_batch(model: SpeechGPT, decoder: Decoder, prefixes: list[torch.Tensor], rows: list[int], max_tokens: int,
+                 params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
+    """Sample one batch eagerly: row b continues prefix rows[b] (1, P, D) -> codes (B, max_tokens),
+    padded with the stop code after each row ends."""
     cfg = model.config
     device = prefixes[0].device
     stop = cfg.stop_mel_token

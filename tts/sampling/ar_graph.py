@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..models.gpt import SpeechGPT
 from .ar import PREFIX_PLACEHOLDER_ID, StaticCacheDecoder, kv_cache_buffers
@@ -93,6 +92,26 @@ def record_token(buf: DecodeBuffers, token: torch.Tensor, stop: int) -> None:
     buf.step += 1
 
 
+class _WindowCache:
+    """The decode buffers as :meth:`SpeechGPT.cached_forward` sees them in one step: the new key and value
+    go to the slot held in `buf.position` (a device tensor), and the query attends to slots [0, window)
+    where `visible`."""
+
+    is_causal = False
+
+    def __init__(self, buf: DecodeBuffers, window: int):
+        self.buf, self.window = buf, window
+        self.slot = buf.position.view(1)
+        # (B, 1, 1, W): slots already written, and after the row's prefix start
+        self.attn_mask = (buf.usable[:, :window] & (buf.slots[:window] <= buf.position))[:, None, None, :]
+
+    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        buf = self.buf
+        buf.keys[layer].index_copy_(2, self.slot, keys.to(buf.keys.dtype))
+        buf.values[layer].index_copy_(2, self.slot, values.to(buf.values.dtype))
+        return buf.keys[layer, :, :, :self.window], buf.values[layer, :, :, :self.window]
+
+
 def decode_step(model: SpeechGPT, buf: DecodeBuffers, params: SamplingParams, window: int,
                 generator: torch.Generator | None) -> None:
     """Feed `buf.token` at cache slot `buf.position` and draw the next code of every row, in place.
@@ -100,22 +119,8 @@ def decode_step(model: SpeechGPT, buf: DecodeBuffers, params: SamplingParams, wi
     Attention covers cache slots [0, window); `window` must exceed `buf.position`.
     """
     cfg = model.config
-    batch, dim, heads = buf.token.shape[0], cfg.model_dim, cfg.heads
     x = model.mel_embedding(buf.token)[:, None] + model.mel_pos_embedding.emb.weight.index_select(0, buf.step.view(1))
-    # (B, 1, 1, W): slots already written, and after the row's prefix start
-    visible = (buf.usable[:, :window] & (buf.slots[:window] <= buf.position))[:, None, None, :]
-    slot = buf.position.view(1)
-    for i, block in enumerate(model.gpt.h):
-        q, k, v = block.attn.c_attn(block.ln_1(x)).split(dim, dim=2)
-        q, k, v = (y.view(batch, 1, heads, -1).transpose(1, 2) for y in (q, k, v))  # (B, H, 1, hd)
-        buf.keys[i].index_copy_(2, slot, k.to(buf.keys.dtype))
-        buf.values[i].index_copy_(2, slot, v.to(buf.values.dtype))
-        att = F.scaled_dot_product_attention(
-            q, buf.keys[i, :, :, :window], buf.values[i, :, :, :window], attn_mask=visible
-        )  # (B, H, 1, hd)
-        x = x + block.attn.c_proj(att.transpose(1, 2).reshape(batch, 1, dim))
-        x = x + block.mlp(block.ln_2(x))
-    hidden = model.gpt.ln_f(x)[:, -1]  # (B, D)
+    hidden = model.cached_forward(x, _WindowCache(buf, window))[:, -1]  # (B, D)
     logits = filter_logits(model.logits(hidden), buf.seen, params)
     token = draw(logits, generator).masked_fill(buf.finished, cfg.stop_mel_token)
     record_token(buf, token, cfg.stop_mel_token)

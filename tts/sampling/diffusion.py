@@ -12,7 +12,8 @@ Pieces, each swappable:
   predict()           model outputs -> Prediction(x0, eps, log_variance), with guidance mixed in
   DDPM/DDIM/DPM++     one reverse step from a Prediction (DPMSolverPP2M keeps the previous x0)
   sample_loop()       runs a sampler over the schedule
-  generate_mel()      what the pipeline calls: latents -> normalised mel
+  initial_noise(), sample_eager()  a whole eager run; tts.sampling.generate.generate_mel (what the
+                      pipeline calls) picks it or the graph-captured runner of diffusion_graph.py
 
 Step indices may be Python ints or 0-d long device tensors: every table lookup goes through `at()`
 and no step branches on the index in Python, so a whole step can run from device buffers alone
@@ -34,6 +35,7 @@ from typing import NamedTuple, Protocol
 import torch
 
 from ..audio import HOP_LENGTH, TORTOISE_SAMPLE_RATE, UNIVNET_SAMPLE_RATE
+from ..precision import at_least_float32
 
 logger = logging.getLogger(__name__)
 
@@ -312,8 +314,10 @@ def _after_first(index: int | torch.Tensor, like: torch.Tensor) -> float | torch
 
 
 def _standard_normal(shape: torch.Size, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    """N(0, 1) drawn on the generator's device (so a CPU generator gives the same numbers anywhere)."""
-    noise = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
+    """N(0, 1) drawn on the generator's device (so a CPU generator gives the same numbers anywhere), in
+    float32 (float64 in a float64 run, as the reference's `randn_like` draws there)."""
+    dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+    noise = torch.randn(shape, generator=generator, device=generator.device, dtype=dtype)
     return noise.to(device=like.device, dtype=like.dtype)
 
 
@@ -371,7 +375,7 @@ class DDIMSampler:
 class DPMSolverPP2M:
     """DPM-Solver++(2M) (Lu et al. 2022): a deterministic second-order multistep solver of the
     probability-flow ODE in the data-prediction form. It walks whatever respaced schedule it is
-    given; `generate_mel` gives it one spaced evenly in log-SNR (SAMPLER_SPACING).
+    given; every run gives it one spaced evenly in log-SNR (SAMPLER_SPACING).
 
     With alpha_t = sqrt(alpha-bar_t), sigma_t = sqrt(1 - alpha-bar_t), lambda_t = log(alpha_t / sigma_t)
     and h = lambda_s - lambda_t for a step t -> s:
@@ -463,53 +467,43 @@ def sample_loop(
     return x
 
 
-@torch.no_grad()
-def generate_mel(
-    model: torch.nn.Module,
-    latents: torch.Tensor,
-    conditioning_latent: torch.Tensor,
-    *,
-    steps: int,
-    cond_free: bool = True,
-    cond_free_k: float = 2.0,
-    temperature: float = 1.0,
-    sampler: str = "ddpm",
-    generator: torch.Generator | None = None,
-    frame_ratio: Fraction | int = TORTOISE_FRAME_RATIO,
-    progress: ProgressFn | None = None,
-    batched: bool = True,
-    graphs: bool | None = None,
-) -> torch.Tensor:
-    """Normalised mel (B, in_channels, T) in [-1, 1] from GPT latents (B, T_lat, latent_dim).
+def initial_noise(model: torch.nn.Module, latents: torch.Tensor, conditioning_latent: torch.Tensor, *,
+                  temperature: float, generator: torch.Generator,
+                  frame_ratio: Fraction | int = TORTOISE_FRAME_RATIO) -> tuple[torch.Tensor, torch.Tensor]:
+    """What every sampling run starts from: aligned embeddings (B, D, T) of GPT latents (B, T_lat, D_lat)
+    or codes (B, T_lat), and x_T = noise * temperature (B, in_channels, T), T = output_frames(T_lat).
 
     `model` is a DiffusionDecoder in eval mode; `conditioning_latent` (B or 1, 2*D) comes from its
-    `get_conditioning`. T = output_frames(T_lat, frame_ratio). The caller denormalises
-    (`denormalize_mel`). Without a generator, a freshly seeded one is used (global RNG untouched).
-
-    `batched`: both guidance passes in one model call (:class:`BatchedDenoiser`), else two calls.
-    `graphs`: run the steps through the graph-captured :class:`~tts.sampling.diffusion_graph.DiffusionRunner`
-    (always batched); None means exactly when the model and the generator are on a CUDA device.
+    `get_conditioning`. x_T is float32 (float64 in a float64 run) whatever the model's precision.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown diffusion sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
-    if generator is None:
-        generator = torch.Generator(device="cpu")
-        generator.seed()
     frames = output_frames(latents.shape[1], frame_ratio)
     precomputed = model.timestep_independent(latents, conditioning_latent, frames)  # (B, D, T)
     shape = (latents.shape[0], model.config.in_channels, frames)
-    x = _standard_normal(torch.Size(shape), generator, precomputed).float() * temperature  # x_t stays float32
-    logger.debug("diffusion: %s, %d steps, %d frames, cond_free=%s", sampler, steps, frames, cond_free)
-    if graphs is None:
-        graphs = latents.device.type == "cuda" and generator.device.type == "cuda"
-    if graphs:
-        from .diffusion_graph import diffusion_runner_for
+    x = at_least_float32(_standard_normal(torch.Size(shape), generator, precomputed)) * temperature  # x_t: float32
+    return precomputed, x
 
-        return diffusion_runner_for(model).sample(
-            precomputed, x, steps=steps, sampler=sampler, cond_free=cond_free, cond_free_k=cond_free_k,
-            generator=generator, progress=progress,
-        )
-    schedule = NoiseSchedule.respaced(steps, spacing=SAMPLER_SPACING[sampler]).to(latents.device)
+
+def sample_eager(
+    model: torch.nn.Module,
+    precomputed: torch.Tensor,
+    x: torch.Tensor,
+    *,
+    steps: int,
+    sampler: str = "ddpm",
+    cond_free: bool = True,
+    cond_free_k: float = 2.0,
+    generator: torch.Generator,
+    progress: ProgressFn | None = None,
+    batched: bool = True,
+) -> torch.Tensor:
+    """x_0 (B, C, T) from x_T (B, C, T) and aligned embeddings (B, D, T), step by step in Python.
+
+    `batched`: both guidance passes in one model call (:class:`BatchedDenoiser`), else two calls.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown diffusion sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
+    logger.debug("diffusion: %s, %d steps, %d frames, cond_free=%s", sampler, steps, x.shape[-1], cond_free)
+    schedule = NoiseSchedule.respaced(steps, spacing=SAMPLER_SPACING[sampler]).to(x.device)
     denoiser = (BatchedDenoiser if batched else DecoderDenoiser)(model, precomputed, cond_free)
     return sample_loop(
         denoiser, schedule, x, SAMPLERS[sampler](), generator, cond_free_k=cond_free_k, progress=progress

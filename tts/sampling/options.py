@@ -1,16 +1,24 @@
-"""Generation settings: one frozen dataclass, named presets, one `validate()`.
+"""Generation settings: one frozen dataclass, named presets, one `validate()`, one resolver.
 
-Presets are Tortoise's (api.py `tts_with_preset`); override fields with `dataclasses.replace`.
+Presets are Tortoise's (api.py `tts_with_preset`); :func:`resolve` is how every command (speak,
+eval, narrate, the benchmarks) turns a preset name, a model card's adjustments of that preset and the
+user's overrides into Options. Free of torch, so that the command line can list the presets and
+samplers without importing it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TTSError
-from .logits import SamplingParams
 
+if TYPE_CHECKING:
+    from .logits import SamplingParams
+
+# The diffusion samplers by name: the keys of tts.sampling.diffusion.SAMPLERS (a test keeps them equal).
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")
 
 
@@ -37,6 +45,8 @@ class Options:
     seed: int | None = None  # None: a fresh random seed per call
 
     def sampling(self) -> SamplingParams:
+        from .logits import SamplingParams
+
         return SamplingParams(self.temperature, self.top_k, self.top_p, self.repetition_penalty)
 
     def validate(self) -> Options:
@@ -72,10 +82,22 @@ PRESETS: dict[str, Options] = {
 
 def preset(name: str, **overrides) -> Options:
     """A named preset with `overrides` applied (None values are ignored), validated."""
+    return resolve(name, None, **overrides)
+
+
+def resolve(name: str, card: Any = None, **overrides) -> Options:
+    """The options a command runs with, validated: preset `name`, then what the model card changes in
+    that preset (`card.presets[name]`, a mapping of fields; `card` may be None), then `overrides`
+    (None values ignored: a flag the user did not pass). A field set by both the card and an
+    override takes the override. TTSError for an unknown preset or field, or an invalid value."""
     if name not in PRESETS:
         raise TTSError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return dataclasses.replace(PRESETS[name], **changes).validate()
-    except TypeError as exc:  # an unknown field name
-        raise TTSError(str(exc)) from None
+    card_presets: Mapping[str, Mapping[str, Any]] = getattr(card, "presets", None) or {}
+    adjustments = dict(card_presets.get(name) or {})
+    fields = {f.name for f in dataclasses.fields(Options)}
+    for source, changes in (("the model card's preset", adjustments), ("the options", overrides)):
+        unknown = sorted(set(changes) - fields)
+        if unknown:
+            raise TTSError(f"{source} {name!r} sets unknown option {unknown[0]!r}")
+    chosen = {**adjustments, **{k: v for k, v in overrides.items() if v is not None}}
+    return dataclasses.replace(PRESETS[name], **chosen).validate()

@@ -6,6 +6,9 @@ while the chunk stays within ``desired_len``; no chunk is longer than ``max_len`
 single word that is longer by itself. Lengths are characters by default; pass ``measure`` (e.g. a
 token count) to measure in other units.
 
+:class:`TextSplitter` is the one splitter that speech (``tts speak``) and narration (``tts narrate``)
+use: it measures in a model's own text tokens, so that every chunk fits that model.
+
 Sentence ends are ``.``, ``!``, ``?`` (and runs of them, "..."), followed by whitespace and a word that
 does not start in lower case. A closing quote or bracket right after the mark belongs to the
 sentence. Not ends: titles and similar abbreviations ("Dr.", "Mr.", "e.g.", "vs."), initials
@@ -19,9 +22,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Chunk", "split_chunks", "split_text", "split_sentences"]
+from .normalize import has_speech, normalize_text
+
+__all__ = ["Chunk", "TextSplitter", "split_chunks", "split_text", "split_sentences"]
 
 Measure = Callable[[str], int]
+DESIRED_FRACTION = 0.6  # chunks merge sentences up to about this share of the token limit
 
 _CLOSERS = "\"'\u201d\u2019)]"  # closing quotes and brackets that stay with the sentence
 _CLOSER = f"[{re.escape(_CLOSERS)}]"
@@ -157,3 +163,28 @@ def split_text(
 ) -> list[str]:
     """:func:`split_chunks` without the paragraph flags."""
     return [chunk.text for chunk in split_chunks(text, max_len, desired_len, measure)]
+
+
+@dataclass(frozen=True)
+class TextSplitter:
+    """Text -> normalised chunks that each fit one model's text input, measured in its own tokens.
+
+    ``encode`` is the model's tokenizer (normalised text -> ids) and ``max_tokens`` the most ids one
+    chunk may have; sentences are merged up to ``desired_fraction`` of that. Pieces with nothing to
+    pronounce (stray punctuation) are dropped.
+    """
+
+    encode: Callable[[str], list[int]]
+    max_tokens: int
+    desired_fraction: float = DESIRED_FRACTION
+
+    def measure(self, text: str) -> int:
+        """Tokens of `text` once normalised."""
+        return len(self.encode(normalize_text(text)))
+
+    def split(self, text: str) -> list[Chunk]:
+        """Normalised chunks of `text` with something to say, in order (none for text without any)."""
+        limit = self.max_tokens
+        chunks = split_chunks(text, max_len=limit, desired_len=max(1, int(limit * self.desired_fraction)),
+                              measure=self.measure)
+        return [Chunk(normalize_text(c.text), c.paragraph_end) for c in chunks if has_speech(c.text)]

@@ -23,8 +23,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..device import resolve_device
 from ..errors import TTSError
 from ..fileio import atomic_path
+from ..precision import half_dtype
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -91,16 +93,6 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * progress))
 
 
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TTSError("run.device is cuda but no CUDA GPU is available")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
 class Trainer:
     def __init__(self, config: TrainConfig, task_factory):
         self.config = config
@@ -109,7 +101,7 @@ class Trainer:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if config.run.threads > 0:
             torch.set_num_threads(config.run.threads)
-        self.device = _device(config.run.device, local_rank)
+        self.device = resolve_device(config.run.device, index=local_rank)
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         torch.manual_seed(config.run.seed + self.rank)
@@ -128,11 +120,9 @@ class Trainer:
             lr=o.lr, betas=(o.beta1, o.beta2),
         )
         precision = config.run.precision
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise TTSError(f"run.precision must be fp32, bf16 or fp16, got {precision!r}")
+        self.autocast_dtype = half_dtype(precision)  # TTSError for an unknown name
         if precision == "fp16" and self.device.type != "cuda":
             raise TTSError("fp16 training needs a CUDA GPU; use bf16 on CPU")
-        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
         self.ema = EMA(self.module, config.run.ema) if config.run.ema > 0 else None
         self.step = 0
