@@ -11,7 +11,7 @@ Two interchangeable implementations give the same result:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -202,7 +202,7 @@ def sample_codes(
 
 def sample_codes_many(
     model: SpeechGPT,
-    cond_latent: torch.Tensor,
+    cond_latent: torch.Tensor | Sequence[torch.Tensor],
     texts: list[torch.Tensor],
     *,
     num_samples: int,
@@ -213,8 +213,9 @@ def sample_codes_many(
     cache: str = "auto",
     progress: Callable[[int], None] | None = None,
 ) -> list[torch.Tensor]:
-    """`num_samples` code sequences for each of several texts, in one voice -> one (num_samples, max_tokens)
-    tensor per text. Rows of different texts share batches (the static cache right-aligns their prefixes).
+    """`num_samples` code sequences for each of several texts -> one (num_samples, max_tokens) tensor per
+    text. `cond_latent` is one voice (D,) for every text, or a sequence with one voice per text. Rows of
+    different texts share batches (the static cache right-aligns their prefixes).
 
     `cache`: "static" (eager loop over :class:`StaticCacheDecoder`), "dynamic" (transformers'
     DynamicCache), "graph" (:class:`~tts.sampling.ar_graph.GraphDecoder`: the whole decode step
@@ -227,8 +228,10 @@ def sample_codes_many(
         cache = "graph" if model.mel_head.weight.device.type == "cuda" else "static"
     if cache not in ("static", "dynamic", "graph"):
         raise ValueError(f"unknown cache {cache!r}")
-    cond = cond_latent.reshape(1, -1)
-    prefixes = [model.prefix_embeddings(cond, t.reshape(1, -1)) for t in texts]  # each (1, P_i, D)
+    conds = [cond_latent] * len(texts) if isinstance(cond_latent, torch.Tensor) else list(cond_latent)
+    if len(conds) != len(texts):
+        raise ValueError(f"{len(conds)} conditioning latents for {len(texts)} texts")
+    prefixes = [model.prefix_embeddings(c.reshape(1, -1), t.reshape(1, -1)) for c, t in zip(conds, texts)]  # (1, P_i, D)
     jobs = [i for i in range(len(texts)) for _ in range(num_samples)]  # prefix index of each row
     out = []
     for done in range(0, len(jobs), batch_size):
