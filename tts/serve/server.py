@@ -1,23 +1,40 @@
 """Run the server: load the model once, then uvicorn on the configured address until SIGTERM or Ctrl-C.
 
 On SIGTERM uvicorn stops accepting connections and waits for the requests in flight (up to the request
-time limit) before the model thread is stopped and the process exits.
+time limit) before the model thread is stopped and the process exits with status 0.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import socket
+import sys
+import threading
 
 import python_multipart  # noqa: F401  (voice uploads: fail here, not on the first upload, when it is missing)
 import uvicorn
 
+from ..errors import TTSError
 from .app import create_app, load_engine
 from .config import ServerConfig
 
 SHUTDOWN_GRACE_S = 5.0  # beyond the request time limit, for the last bytes to go out
 
 
+def check_address(host: str, port: int) -> None:
+    """TTSError now, before the model is loaded, if the address cannot be listened on."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        raise TTSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def serve(config: ServerConfig, log_level: str = "info") -> None:
+    check_address(config.host, config.port)
     engine = load_engine(config)
     app = create_app(engine, config)
     settings = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level, lifespan="on",
@@ -27,4 +44,18 @@ def serve(config: ServerConfig, log_level: str = "info") -> None:
         "model %s (%d Hz) on %s: %d candidates, %d diffusion steps, batches of up to %d chunks, queue of %d%s",
         engine.model_id, engine.sample_rate, engine.tts.device, options.candidates, options.diffusion_steps,
         config.max_batch, config.max_queue, ", API key required" if config.api_key else "")
-    uvicorn.Server(settings).run()
+    server = uvicorn.Server(settings)
+    if threading.current_thread() is not threading.main_thread():
+        server.run()
+        return
+    # uvicorn handles SIGTERM itself (a graceful shutdown), then raises it again for the handler found
+    # before it: this one makes that a normal exit.
+    previous = signal.signal(signal.SIGTERM, _exit_normally)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_normally(_signum, _frame) -> None:
+    sys.exit(0)
