@@ -157,7 +157,10 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, hidden=True,
               help="Speech codes per chunk at most.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Text chunks (from any requests) sampled together in one GPT batch; 1 turns batching off.")
+              help="Text chunks (from any requests) sampled together by the GPT; 1 turns batching off.")
+@click.option("--gpt-batch", type=click.IntRange(min=1), default=None,
+              help="GPT rows (candidates of any chunks) decoded at once (default: the preset's, 16); "
+                   "max-batch x candidates puts a whole batch in one GPT call.")
 @click.option("--batch-window-ms", type=click.FloatRange(min=0), default=20.0, show_default=True,
               help="How long the first request of a batch waits for others to join it.")
 @click.option("--max-queue", type=click.IntRange(min=1), default=64, show_default=True,
@@ -171,7 +174,7 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
 @voices_dir_option
 @user_errors
 def serve(host, port, model_dir, device, precision, preset, candidates, diffusion_steps, sampler, max_tokens, max_batch,
-          batch_window_ms, max_queue, max_input_chars, request_timeout, api_key, voices_dir):
+          gpt_batch, batch_window_ms, max_queue, max_input_chars, request_timeout, api_key, voices_dir):
     """Serve OpenAI's speech API (POST /v1/audio/speech and more) until SIGTERM or Ctrl-C.
 
     Needs the server packages: pip install .[serve]
@@ -185,7 +188,7 @@ def serve(host, port, model_dir, device, precision, preset, candidates, diffusio
     run_server(ServerConfig(
         host=host, port=port, model_dir=model_dir, device=device, precision=precision, preset=preset,
         candidates=candidates, diffusion_steps=diffusion_steps, sampler=sampler, max_tokens=max_tokens,
-        max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue, max_input_chars=max_input_chars,
+        gpt_batch=gpt_batch, max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue, max_input_chars=max_input_chars,
         request_timeout_s=request_timeout, api_key=api_key or None, voices_dir=voices_dir))
 
 

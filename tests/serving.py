@@ -4,37 +4,25 @@ whose batches wait for the test's go-ahead, for tests that must control when the
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-
-import uvicorn
 
 from tts.serve.app import create_app
 from tts.serve.config import ServerConfig
 from tts.serve.encoding import Encoders
 from tts.serve.engine import Engine, Piece
+from tts.serve.server import running
 from tts.voices import VoiceLibrary
 
 WAIT_S = 60.0  # generous: a 2-core machine under load
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config):
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets=None):
-        await super().startup(sockets)
-        self.ready.set()
-
-
 class LiveServer:
-    def __init__(self, app, sock: socket.socket):
+    def __init__(self, app, url: str):
         self.app = app
-        self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = url
+        self.port = int(url.rsplit(":", 1)[1])
         self.state = app.state.tts
 
     @property
@@ -50,20 +38,12 @@ class LiveServer:
 def live_server(engine: Engine, library: VoiceLibrary, encoders: Encoders | None = None,
                 **config) -> Iterator[LiveServer]:
     app = create_app(engine, ServerConfig(**config), encoders=encoders or Encoders.find(), library=library)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=10))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        if not server.ready.wait(WAIT_S):
-            raise RuntimeError("the test server did not start")
-        yield LiveServer(app, sock)
-    finally:
-        server.should_exit = True
-        thread.join(WAIT_S)
-        sock.close()
+    with running(app) as url:
+        try:
+            yield LiveServer(app, url)
+        finally:
+            if isinstance(engine, GatedEngine):
+                engine.open()  # a failed test must not leave the model thread waiting at shutdown
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:

@@ -24,6 +24,7 @@ class ServerConfig:
     diffusion_steps: int | None = None
     sampler: str | None = None
     max_tokens: int | None = None  # speech codes per chunk at most
+    gpt_batch: int | None = None  # GPT rows (candidates of any chunks) sampled at once; None: the preset's
     # load
     max_batch: int = 8  # text chunks sampled together in one GPT batch; 1 turns batching off
     batch_window_ms: float = 20.0  # how long the first request of a batch waits for others
@@ -53,7 +54,7 @@ class ServerConfig:
     def options(self, card_presets: dict | None = None) -> Options:
         """The generation options: the preset, the model card's settings for it, then this config's overrides."""
         overrides = {"candidates": self.candidates, "diffusion_steps": self.diffusion_steps, "sampler": self.sampler,
-                     "max_mel_tokens": self.max_tokens}
+                     "max_mel_tokens": self.max_tokens, "batch_size": self.gpt_batch}
         chosen = {k: v for k, v in overrides.items() if v is not None}
         return preset(self.preset, **{**(card_presets or {}).get(self.preset, {}), **chosen})
 

@@ -6,11 +6,13 @@ time limit) before the model thread is stopped and the process exits with status
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 
 import python_multipart  # noqa: F401  (voice uploads: fail here, not on the first upload, when it is missing)
 import uvicorn
@@ -41,9 +43,10 @@ def serve(config: ServerConfig, log_level: str = "info") -> None:
                               timeout_graceful_shutdown=config.request_timeout_s + SHUTDOWN_GRACE_S)
     options = engine.options
     logging.getLogger("uvicorn.error").info(
-        "model %s (%d Hz) on %s: %d candidates, %d diffusion steps, batches of up to %d chunks, queue of %d%s",
-        engine.model_id, engine.sample_rate, engine.tts.device, options.candidates, options.diffusion_steps,
-        config.max_batch, config.max_queue, ", API key required" if config.api_key else "")
+        "model %s (%d Hz) on %s: %d candidates, %d diffusion steps; batches of up to %d chunks, %d GPT rows at "
+        "once; queue of %d%s", engine.model_id, engine.sample_rate, engine.tts.device, options.candidates,
+        options.diffusion_steps, config.max_batch, options.batch_size, config.max_queue,
+        ", API key required" if config.api_key else "")
     server = uvicorn.Server(settings)
     if threading.current_thread() is not threading.main_thread():
         server.run()
@@ -59,3 +62,36 @@ def serve(config: ServerConfig, log_level: str = "info") -> None:
 
 def _exit_normally(_signum, _frame) -> None:
     sys.exit(0)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that says when it is listening."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets)
+        self.ready.set()
+
+
+@contextlib.contextmanager
+def running(app, host: str = "127.0.0.1", log_level: str = "warning", start_timeout: float = 60.0) -> Iterator[str]:
+    """Serve `app` in a background thread on a port of `host` the system picks; yields the base URL.
+    On leaving, the server shuts down gracefully (requests in flight are finished)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    server = _Server(uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=30))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        if not server.ready.wait(start_timeout):
+            raise TTSError("the server did not start")
+        port = sock.getsockname()[1]
+        yield f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(start_timeout)
+        sock.close()
