@@ -1,0 +1,197 @@
+"""Throughput and latency of `tts serve` under concurrent load, dynamic batching on and off, in one run.
+
+    python benchmarks/serve.py [--model-dir DIR] [--voice joe] [--requests 32] [--concurrency 1,4,16]
+        [--preset ultra_fast] [--candidates 2] [--diffusion-steps 4] [--max-tokens N] [--device cpu]
+        [--json out.json]
+
+The model is loaded once and served by a real uvicorn on 127.0.0.1 (a free port) twice: with batching off
+(--max-batch 1) and on (--max-batch 16, a 20 ms window, all of a batch's candidates in one GPT call). At
+each concurrency C, C clients send `--requests` requests in all, one sentence of
+benchmarks/sentences.txt each, as pcm, each client waiting for its answer before the next; latency is from
+sending a request to its last byte. Reported: requests per second, p50 and p95 latency, audio seconds per
+second, and the mean number of requests per GPT batch (from the server's metrics).
+
+Without --model-dir the default model (checkpoints/default) is used when it exists; otherwise a tiny random
+model (tests/tiny.py), and the output says so: its figures show what batching does to the serving
+machinery, not how fast a trained model serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+import torch
+
+from tts.errors import TTSError
+from tts.fileio import write_text_atomic
+
+SENTENCES = Path(__file__).resolve().parent / "sentences.txt"
+MODES = {"off": {"max_batch": 1, "batch_window_ms": 0.0}, "on": {"max_batch": 16, "batch_window_ms": 20.0}}
+WARMUP_REQUESTS = 2
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def load(url: str, texts: list[str], voice: str, concurrency: int, requests: int) -> dict:
+    """`concurrency` closed-loop clients sending `requests` requests in all."""
+    latencies: list[float] = []
+    audio_bytes = [0]
+    failures: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def client() -> None:
+        with httpx.Client(timeout=600) as http:
+            while True:
+                with lock:
+                    index = next(counter, None)
+                if index is None:
+                    return
+                body = {"model": "tts-1", "input": texts[index % len(texts)], "voice": voice, "response_format": "pcm"}
+                start = time.perf_counter()
+                response = http.post(url + "/v1/audio/speech", json=body)
+                elapsed = time.perf_counter() - start
+                with lock:
+                    if response.status_code != 200:
+                        failures.append(f"{response.status_code}: {response.text[:200]}")
+                    else:
+                        latencies.append(elapsed)
+                        audio_bytes[0] += len(response.content)
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    if failures:
+        raise TTSError(f"{len(failures)} of {requests} requests failed, first: {failures[0]}")
+    return {"concurrency": concurrency, "requests": requests, "wall_s": round(wall, 3),
+            "requests_per_s": round(requests / wall, 3), "p50_s": round(percentile(latencies, 50), 3),
+            "p95_s": round(percentile(latencies, 95), 3),
+            "audio_s_per_s": round(audio_bytes[0] / 2 / 24000 / wall, 3)}
+
+
+def batch_sizes(metrics_text: str) -> tuple[float, float]:
+    """(sum, count) of the server's requests-per-GPT-batch histogram."""
+    found = {m.group(1): float(m.group(2)) for m in re.finditer(r"^tts_batch_requests_(sum|count) (\S+)$",
+                                                                 metrics_text, re.M)}
+    return found.get("sum", 0.0), found.get("count", 0.0)
+
+
+def run(model_dir: str | None, voice: str, requests: int, levels: list[int], preset_name: str, device: str,
+        **overrides) -> dict:
+    from tts.pipeline import DEFAULT_MODEL_DIR
+    from tts.serve.app import create_app, load_engine
+    from tts.serve.config import ServerConfig
+    from tts.serve.engine import Engine
+    from tts.serve.server import running
+
+    scratch = None
+    if model_dir is None and (DEFAULT_MODEL_DIR / "model.json").is_file():
+        model, model_dir = "default model (checkpoints/default)", str(DEFAULT_MODEL_DIR)
+    elif model_dir is None:
+        from tests.tiny import make_tiny_tortoise_dir
+
+        scratch = tempfile.TemporaryDirectory(prefix="serve-bench-")
+        model_dir = str(make_tiny_tortoise_dir(Path(scratch.name) / "tiny"))
+        model = "tiny random model (tests/tiny.py): no default model exists yet, so these figures are not a trained model's"
+    else:
+        model = model_dir
+    print(f"model: {model}", file=sys.stderr)
+    base = ServerConfig(model_dir=model_dir, device=device, preset=preset_name, max_queue=max(64, 2 * max(levels)),
+                        **{k: v for k, v in overrides.items() if v is not None})
+    start = time.perf_counter()
+    engine = load_engine(base)
+    load_seconds = time.perf_counter() - start
+    texts = [line.strip() for line in SENTENCES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    results = {}
+    for mode, settings in MODES.items():
+        gpt_batch = max(engine.options.batch_size, engine.options.candidates * settings["max_batch"])
+        config = base.replace(**settings, gpt_batch=gpt_batch)
+        mode_engine = Engine(engine.tts, config.options(engine.tts.models.card.presets))
+        with running(create_app(mode_engine, config)) as url:
+            load(url, texts, voice, 1, WARMUP_REQUESTS)  # conditioning latents, first-call costs
+            results[mode] = []
+            for level in levels:
+                before = batch_sizes(httpx.get(url + "/metrics").text)
+                figures = load(url, texts, voice, level, requests)
+                after = batch_sizes(httpx.get(url + "/metrics").text)
+                batches = after[1] - before[1]
+                figures["requests_per_batch"] = round((after[0] - before[0]) / batches, 2) if batches else None
+                results[mode].append(figures)
+                print(f"batching {mode:>3}, concurrency {level:>2}: {figures['requests_per_s']:.2f} req/s, "
+                      f"p50 {figures['p50_s']:.2f} s, p95 {figures['p95_s']:.2f} s, "
+                      f"{figures['requests_per_batch']} requests per batch", file=sys.stderr)
+    if scratch is not None:
+        scratch.cleanup()
+    options = engine.options
+    return {
+        "model": model, "device": str(engine.tts.device), "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(), "load_seconds": round(load_seconds, 2),
+        "options": {"preset": preset_name, "candidates": options.candidates, "diffusion_steps": options.diffusion_steps,
+                    "max_mel_tokens": options.max_mel_tokens},
+        "requests_per_level": requests, "results": results,
+    }
+
+
+def table(report: dict) -> str:
+    lines = ["| concurrency | batching | requests/s | p50 latency | p95 latency | requests per GPT batch |",
+             "|---|---|---|---|---|---|"]
+    off = {r["concurrency"]: r for r in report["results"]["off"]}
+    for on in report["results"]["on"]:
+        level = on["concurrency"]
+        for mode, figures in (("off", off[level]), ("on", on)):
+            gain = f" (x{on['requests_per_s'] / off[level]['requests_per_s']:.2f})" if mode == "on" else ""
+            lines.append(f"| {level} | {mode} | {figures['requests_per_s']:.2f}{gain} | {figures['p50_s']:.2f} s | "
+                         f"{figures['p95_s']:.2f} s | {figures['requests_per_batch']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", default=None)
+    parser.add_argument("--voice", default="joe")
+    parser.add_argument("--requests", type=int, default=32, help="requests at each concurrency")
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--preset", default="ultra_fast")
+    parser.add_argument("--candidates", type=int, default=2)
+    parser.add_argument("--diffusion-steps", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="speech codes per chunk at most (default: the preset's; a random model never stops)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
+    try:
+        report = run(args.model_dir, args.voice, args.requests, levels, args.preset, args.device,
+                     candidates=args.candidates, diffusion_steps=args.diffusion_steps, max_tokens=args.max_tokens)
+    except TTSError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"{report['model']}; {report['device']}, {report['torch_threads']} torch threads; "
+          f"{report['options']}; {args.requests} requests at each concurrency")
+    print(table(report))
+    if args.json:
+        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
