@@ -4,9 +4,10 @@
         [--preset ultra_fast] [--candidates 2] [--diffusion-steps 4] [--max-tokens N] [--device cpu]
         [--json out.json]
 
-The model is loaded once and served by a real uvicorn on 127.0.0.1 (a free port) twice: with batching off
+The model is loaded once and served by two real uvicorns on 127.0.0.1 (free ports): batching off
 (--max-batch 1) and on (--max-batch 16, a 20 ms window, all of a batch's candidates in one GPT call). At
-each concurrency C, C clients send `--requests` requests in all, one sentence of
+each concurrency C, one after the other (so a busy machine weighs on both alike), C clients send
+`--requests` requests in all, one sentence of
 benchmarks/sentences.txt each, as pcm, each client waiting for its answer before the next; latency is from
 sending a request to its last byte. Reported: requests per second, p50 and p95 latency, audio seconds per
 second, and the mean number of requests per GPT batch (from the server's metrics).
@@ -19,10 +20,10 @@ machinery, not how fast a trained model serves.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import re
-import statistics
 import sys
 import tempfile
 import threading
@@ -122,15 +123,17 @@ def run(model_dir: str | None, voice: str, requests: int, levels: list[int], pre
     engine = load_engine(base)
     load_seconds = time.perf_counter() - start
     texts = [line.strip() for line in SENTENCES.read_text(encoding="utf-8").splitlines() if line.strip()]
-    results = {}
-    for mode, settings in MODES.items():
-        gpt_batch = max(engine.options.batch_size, engine.options.candidates * settings["max_batch"])
-        config = base.replace(**settings, gpt_batch=gpt_batch)
-        mode_engine = Engine(engine.tts, config.options(engine.tts.models.card.presets))
-        with running(create_app(mode_engine, config)) as url:
-            load(url, texts, voice, 1, WARMUP_REQUESTS)  # conditioning latents, first-call costs
-            results[mode] = []
-            for level in levels:
+    results: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    with contextlib.ExitStack() as servers:
+        urls = {}
+        for mode, settings in MODES.items():  # both up at once; only one is sent requests at a time
+            gpt_batch = max(engine.options.batch_size, engine.options.candidates * settings["max_batch"])
+            config = base.replace(**settings, gpt_batch=gpt_batch)
+            mode_engine = Engine(engine.tts, config.options(engine.tts.models.card.presets))
+            urls[mode] = servers.enter_context(running(create_app(mode_engine, config)))
+            load(urls[mode], texts, voice, 1, WARMUP_REQUESTS)  # conditioning latents, first-call costs
+        for level in levels:  # the two modes side by side at each level, so load on the machine hits both alike
+            for mode, url in urls.items():
                 before = batch_sizes(httpx.get(url + "/metrics").text)
                 figures = load(url, texts, voice, level, requests)
                 after = batch_sizes(httpx.get(url + "/metrics").text)

@@ -4,9 +4,10 @@ A :class:`Job` is one speech request: its text chunks, its voice, and a queue on
 receives its audio chunk by chunk. :class:`Batcher` admits at most `max_queue` unfinished jobs
 (:class:`QueueFull` beyond), and its thread repeatedly takes a group of up to `max_batch` chunks --
 the next chunk of each waiting job in arrival order, then their following chunks, round robin -- and
-has the :class:`~tts.serve.engine.Engine` make them. Once the first job of a group is waiting, the
-thread waits up to `window_s` for others to join (less if the group fills up); jobs that came while it
-was busy are taken at once. A cancelled job leaves the queue and its chunks not yet made are skipped.
+has the :class:`~tts.serve.engine.Engine` make them. The thread waits up to `window_s` for a group to
+fill, counted from the oldest waiting job's arrival or, for jobs that came while it was busy, from the
+end of the last group (so clients that send their next request as soon as an answer arrives join the
+next group instead of making a group of their own); a full group goes at once. A cancelled job leaves the queue and its chunks not yet made are skipped.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Batcher:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.busy_since: float | None = None  # when the current group started (None: idle)
+        self._free_since = 0.0  # when the last group ended
         self.recent_job_seconds = 1.0  # moving average of a job's time with the model, for Retry-After
 
     # -- the event loop's side -------------------------------------------------------------------
@@ -172,7 +174,9 @@ class Batcher:
                 self._cond.wait()
             if self._stopping:
                 return None
-            deadline = self._waiting[0].arrived + self.window_s
+            # the window counts from when the model could start: the oldest job's arrival, or the end of
+            # the last group when jobs came while it was busy (so those that come right after join them)
+            deadline = max(self._waiting[0].arrived, self._free_since) + self.window_s
             while not self._stopping and not self._paused and self._unscheduled() < self.max_batch:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._waiting:
@@ -231,6 +235,7 @@ class Batcher:
             seconds = (time.monotonic() - self.busy_since) / max(1, len(jobs))
             self.recent_job_seconds = 0.8 * self.recent_job_seconds + 0.2 * seconds
             self.busy_since = None
+            self._free_since = time.monotonic()
 
     def _fail(self, job: Job, error: Exception) -> None:
         with self._cond:
