@@ -161,7 +161,7 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
 @click.option("--gpt-batch", type=click.IntRange(min=1), default=None,
               help="GPT rows (candidates of any chunks) decoded at once (default: the preset's, 16); "
                    "max-batch x candidates puts a whole batch in one GPT call.")
-@click.option("--batch-window-ms", type=click.FloatRange(min=0), default=20.0, show_default=True,
+@click.option("--batch-window-ms", type=click.FloatRange(min=0), default=50.0, show_default=True,
               help="How long the first request of a batch waits for others to join it.")
 @click.option("--max-queue", type=click.IntRange(min=1), default=64, show_default=True,
               help="Speech requests held (waiting or being made); more are refused with 503 and Retry-After.")

@@ -5,7 +5,7 @@
         [--json out.json]
 
 The model is loaded once and served by two real uvicorns on 127.0.0.1 (free ports): batching off
-(--max-batch 1) and on (--max-batch 16, a 20 ms window, all of a batch's candidates in one GPT call). At
+(--max-batch 1) and on (--max-batch 16, a 50 ms window, all of a batch's candidates in one GPT call). At
 each concurrency C, one after the other (so a busy machine weighs on both alike), C clients send
 `--requests` requests in all, one sentence of
 benchmarks/sentences.txt each, as pcm, each client waiting for its answer before the next; latency is from
@@ -14,7 +14,10 @@ second, and the mean number of requests per GPT batch (from the server's metrics
 
 Without --model-dir the default model (checkpoints/default) is used when it exists; otherwise a tiny random
 model (tests/tiny.py), and the output says so: its figures show what batching does to the serving
-machinery, not how fast a trained model serves.
+machinery, not how fast a trained model serves. `--random default-architecture` builds a model of the
+default model's sizes (configs/gpt.toml, configs/diffusion.toml, the universal HiFi-GAN) with random
+weights: each step costs what a trained model's does, though a random GPT never stops (so --max-tokens
+sets every chunk's length).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from tts.errors import TTSError
 from tts.fileio import write_text_atomic
 
 SENTENCES = Path(__file__).resolve().parent / "sentences.txt"
-MODES = {"off": {"max_batch": 1, "batch_window_ms": 0.0}, "on": {"max_batch": 16, "batch_window_ms": 20.0}}
+MODES = {"off": {"max_batch": 1, "batch_window_ms": 0.0}, "on": {"max_batch": 16, "batch_window_ms": 50.0}}
 WARMUP_REQUESTS = 2
 
 
@@ -97,8 +100,41 @@ def batch_sizes(metrics_text: str) -> tuple[float, float]:
     return found.get("sum", 0.0), found.get("count", 0.0)
 
 
+def make_default_architecture_dir(path: Path, seed: int = 0) -> Path:
+    """A model directory laid out as `tts export-model` writes ours: a phoneme GPT and a code-conditioned
+    diffusion decoder of the sizes in configs/, random weights, and the universal HiFi-GAN vocoder."""
+    import tomllib
+
+    from tts import audio
+    from tts.checkpoints import UNIVERSAL_HIFIGAN, ModelCard, save_model_dir
+    from tts.models.diffusion import DiffusionConfig, DiffusionDecoder
+    from tts.models.gpt import GPTConfig, SpeechGPT
+    from tts.text.phonemes import PhonemeTokenizer
+
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    gpt_model = tomllib.loads((configs / "gpt.toml").read_text(encoding="utf-8"))["model"]
+    diffusion_model = tomllib.loads((configs / "diffusion.toml").read_text(encoding="utf-8"))["model"]
+    codes = 1024  # configs/dvae.toml's codebook
+    tokenizer = PhonemeTokenizer()
+    torch.manual_seed(seed)
+    gpt = SpeechGPT(GPTConfig(**{k: v for k, v in gpt_model.items() if k in GPTConfig.__dataclass_fields__},
+                              number_text_tokens=tokenizer.vocab_size, stop_text_token=tokenizer.stop_id,
+                              number_mel_codes=codes + 2, mel_channels=audio.HIFIGAN_MEL.n_mels,
+                              samples_per_code=audio.HOP_LENGTH * 4))
+    diffusion = DiffusionDecoder(DiffusionConfig(
+        **{k: v for k, v in diffusion_model.items() if k in DiffusionConfig.__dataclass_fields__},
+        in_channels=audio.HIFIGAN_MEL.n_mels, out_channels=2 * audio.HIFIGAN_MEL.n_mels,
+        in_latent_channels=gpt.config.model_dim, in_tokens=codes + 1))
+    cond_samples = 3 * audio.HIFIGAN_SAMPLE_RATE
+    card = ModelCard(name="random-default-architecture", tokenizer="phonemes", phonemes=tokenizer.to_dict(),
+                     cond_mel=audio.HIFIGAN_MEL.name, cond_samples=cond_samples, cond_norm="range",
+                     diffusion_mel=audio.HIFIGAN_MEL.name, diffusion_cond_samples=cond_samples,
+                     diffusion_input="codes", silence_code=0, end_codes=(0, 0, 0))
+    return save_model_dir(path, card, int8=False, gpt=gpt, diffusion=diffusion, vocoder=UNIVERSAL_HIFIGAN)
+
+
 def run(model_dir: str | None, voice: str, requests: int, levels: list[int], preset_name: str, device: str,
-        **overrides) -> dict:
+        random_model: str | None = None, **overrides) -> dict:
     from tts.pipeline import DEFAULT_MODEL_DIR
     from tts.serve.app import create_app, load_engine
     from tts.serve.config import ServerConfig
@@ -106,14 +142,21 @@ def run(model_dir: str | None, voice: str, requests: int, levels: list[int], pre
     from tts.serve.server import running
 
     scratch = None
-    if model_dir is None and (DEFAULT_MODEL_DIR / "model.json").is_file():
+    if model_dir is None and random_model is None and (DEFAULT_MODEL_DIR / "model.json").is_file():
         model, model_dir = "default model (checkpoints/default)", str(DEFAULT_MODEL_DIR)
     elif model_dir is None:
-        from tests.tiny import make_tiny_tortoise_dir
-
         scratch = tempfile.TemporaryDirectory(prefix="serve-bench-")
-        model_dir = str(make_tiny_tortoise_dir(Path(scratch.name) / "tiny"))
-        model = "tiny random model (tests/tiny.py): no default model exists yet, so these figures are not a trained model's"
+        if random_model == "default-architecture":
+            model_dir = str(make_default_architecture_dir(Path(scratch.name) / "default-architecture"))
+            model = ("the default model's architecture (configs/gpt.toml, configs/diffusion.toml, universal HiFi-GAN) "
+                     "with random weights: a trained model's costs per step, not its speech")
+        else:
+            from tests.tiny import make_tiny_tortoise_dir
+
+            model_dir = str(make_tiny_tortoise_dir(Path(scratch.name) / "tiny"))
+            model = "tiny random model (tests/tiny.py): figures of the serving machinery, not of a trained model"
+        if not (DEFAULT_MODEL_DIR / "model.json").is_file():
+            model += "; no default model exists yet"
     else:
         model = model_dir
     print(f"model: {model}", file=sys.stderr)
@@ -171,6 +214,9 @@ def table(report: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", default=None)
+    parser.add_argument("--random", dest="random_model", choices=["tiny", "default-architecture"], default=None,
+                        help="a model with random weights instead of the default model (default: tiny when there "
+                             "is no default model)")
     parser.add_argument("--voice", default="joe")
     parser.add_argument("--requests", type=int, default=32, help="requests at each concurrency")
     parser.add_argument("--concurrency", default="1,4,16")
@@ -184,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     try:
-        report = run(args.model_dir, args.voice, args.requests, levels, args.preset, args.device,
+        report = run(args.model_dir, args.voice, args.requests, levels, args.preset, args.device, args.random_model,
                      candidates=args.candidates, diffusion_steps=args.diffusion_steps, max_tokens=args.max_tokens)
     except TTSError as exc:
         sys.exit(f"error: {exc}")

@@ -195,6 +195,25 @@ def test_without_ffmpeg_mp3_is_whole_and_aac_is_refused(engine, library):
         assert_error(speech(live, response_format="aac"), 400, "response_format", "needs ffmpeg")
 
 
+def test_an_ffmpeg_that_does_not_run_is_no_ffmpeg(engine, library):
+    with live_server(engine, library, encoders=Encoders.usable(shutil.which("false"))) as live:
+        assert_error(speech(live, response_format="aac"), 400, "response_format", "needs ffmpeg")
+        assert speech(live, response_format="mp3").status_code == 200
+
+
+def test_an_encoder_failing_after_the_first_byte_cuts_the_stream(engine, library, tmp_path):
+    fake = tmp_path / "ffmpeg"  # runs, reads all its input, then fails
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -version ] && exit 0; done\n'
+                    'cat > /dev/null\necho "simulated failure" >&2\nexit 1\n')
+    fake.chmod(0o755)
+    with live_server(engine, library, encoders=Encoders.usable(str(fake))) as live:
+        with pytest.raises(httpx.RemoteProtocolError):  # never a short file that looks complete
+            speech(live, response_format="aac", input=THREE_CHUNKS)
+        wait_until(lambda: live.batcher.depth == 0, "the job to be released")
+        assert 'tts_speech_requests_total{outcome="error"} 1' in live.metrics.render()
+        assert speech(live, response_format="wav").status_code == 200
+
+
 def test_speed_changes_the_length(server):
     normal = len(read_wav(speech(server).content))
     fast = len(read_wav(speech(server, speed=2.0).content))

@@ -59,7 +59,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None, encoders: Enc
                library: VoiceLibrary | None = None) -> FastAPI:
     config = (config or ServerConfig()).validate()
     if encoders is None:
-        encoders = Encoders.find() if config.ffmpeg == "auto" else Encoders(config.ffmpeg)
+        encoders = Encoders.find() if config.ffmpeg == "auto" else Encoders.usable(config.ffmpeg)
     figures = metrics.Metrics()
     batcher = Batcher(engine, max_batch=config.max_batch, window_s=config.batch_window_ms / 1000,
                       max_queue=config.max_queue, metrics=figures)

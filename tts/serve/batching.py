@@ -73,7 +73,7 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, engine: Engine, max_batch: int = 8, window_s: float = 0.02, max_queue: int = 64,
+    def __init__(self, engine: Engine, max_batch: int = 8, window_s: float = 0.05, max_queue: int = 64,
                  metrics: Metrics | None = None):
         if max_batch < 1 or max_queue < 1 or window_s < 0:
             raise ValueError("max_batch and max_queue must be at least 1 and the window non-negative")

@@ -27,7 +27,7 @@ class ServerConfig:
     gpt_batch: int | None = None  # GPT rows (candidates of any chunks) sampled at once; None: the preset's
     # load
     max_batch: int = 8  # text chunks sampled together in one GPT batch; 1 turns batching off
-    batch_window_ms: float = 20.0  # how long the first request of a batch waits for others
+    batch_window_ms: float = 50.0  # how long the first request of a batch waits for others
     max_queue: int = 64  # speech requests held (waiting or being made); more are refused with 503
     max_input_chars: int = 4096  # OpenAI's limit
     request_timeout_s: float = 600.0  # a speech request that takes longer is cut off

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import shutil
 import subprocess
 import tempfile
@@ -24,6 +25,8 @@ import numpy as np
 
 from ..audio import pcm16, wav_stream_header
 from ..errors import TTSError
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 MEDIA_TYPES = {"mp3": "audio/mpeg", "opus": "audio/opus", "aac": "audio/aac", "flac": "audio/flac",
@@ -217,7 +220,22 @@ class Encoders:
 
     @classmethod
     def find(cls) -> Encoders:
-        return cls(shutil.which("ffmpeg"))
+        """With the ffmpeg on PATH, if it runs."""
+        return cls.usable(shutil.which("ffmpeg"))
+
+    @classmethod
+    def usable(cls, ffmpeg: str | None) -> Encoders:
+        """With `ffmpeg` if `ffmpeg -version` succeeds, else without (and a warning)."""
+        if ffmpeg is not None:
+            try:
+                ok = subprocess.run([ffmpeg, "-hide_banner", "-version"], stdin=subprocess.DEVNULL,
+                                    capture_output=True, timeout=30).returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                ok = False
+            if not ok:
+                log.warning("%s does not run: mp3 is encoded whole by libsndfile and aac is not offered", ffmpeg)
+                ffmpeg = None
+        return cls(ffmpeg)
 
     def check(self, fmt: str) -> None:
         """TTSError for an unknown format, EncoderMissing for one this server cannot write."""

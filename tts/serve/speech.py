@@ -224,10 +224,17 @@ async def create_speech(request: Request):
         first = await watch.next(job)
         if isinstance(first, Failed):
             raise model_error(first.error)
-        speech.encoder = await run_in_threadpool(state.encoders.open, speech_request.response_format,
-                                                 state.engine.sample_rate)
+        try:
+            speech.encoder = await run_in_threadpool(state.encoders.open, speech_request.response_format,
+                                                     state.engine.sample_rate)
+        except TTSError as exc:
+            raise encoding_error(exc) from None
         if speech.encoder.streams or speech_request.stream_format == "sse":
-            return SpeechResponse(speech, first)
+            try:
+                opening = await speech.encode(first)  # a broken encoder is still a JSON error here
+            except Exception as exc:  # noqa: BLE001
+                raise encoding_error(exc) from None
+            return SpeechResponse(speech, opening)
         headers = speech.headers()
         body = await whole(speech, first, watch)
         speech.finish("ok")
@@ -246,15 +253,26 @@ async def create_speech(request: Request):
         watch.close()
 
 
+def encoding_error(error: Exception) -> APIError:
+    if not isinstance(error, TTSError):
+        log.error("encoding failed", exc_info=error)
+    return APIError(500, f"cannot encode the audio: {error}", SERVER_ERROR, code="encoding_failed")
+
+
 async def whole(speech: Speech, event, watch: Watch) -> bytes:
     """Every chunk, then the encoder's whole output (formats that cannot stream)."""
     parts = []
-    while not isinstance(event, Finished):
-        if isinstance(event, Failed):
-            raise model_error(event.error)
-        parts.append(await speech.encode(event))
-        event = await watch.next(speech.job)
-    parts.append(await speech.encode_end())
+    try:
+        while not isinstance(event, Finished):
+            if isinstance(event, Failed):
+                raise model_error(event.error)
+            parts.append(await speech.encode(event))
+            event = await watch.next(speech.job)
+        parts.append(await speech.encode_end())
+    except (APIError, ClientGone, TimeLimit):
+        raise
+    except Exception as exc:  # noqa: BLE001 (libsndfile's and ffmpeg's failures)
+        raise encoding_error(exc) from None
     return b"".join(parts)
 
 
@@ -265,26 +283,33 @@ class StreamBroken(Exception):
 class SpeechResponse(StreamingResponse):
     """Audio chunk by chunk as the model makes them; whatever ends it, the job and encoder are released."""
 
-    def __init__(self, speech: Speech, first):
+    def __init__(self, speech: Speech, opening: bytes):
         self.speech = speech
-        super().__init__(self._chunks(first), media_type=speech.media_type, headers=speech.headers())
+        super().__init__(self._chunks(opening), media_type=speech.media_type, headers=speech.headers())
 
-    async def _chunks(self, event):
+    async def _chunks(self, opening: bytes):
         speech = self.speech
-        while not isinstance(event, Finished):
-            if isinstance(event, Failed):
-                model_error(event.error)  # logs it
-                raise StreamBroken(f"synthesis failed: {event.error}")
-            yield speech.frame(await speech.encode(event))
+        yield speech.frame(opening)
+        while True:
             try:
                 event = await asyncio.wait_for(speech.job.events.get(), max(0.0, speech.deadline - time.monotonic()))
             except TimeoutError:
                 speech.finish("timeout")
                 raise StreamBroken("past the request time limit") from None
+            if isinstance(event, Finished):
+                break
+            if isinstance(event, Failed):
+                model_error(event.error)  # logs it
+                raise StreamBroken(f"synthesis failed: {event.error}")
+            try:
+                data = await speech.encode(event)
+            except Exception as exc:  # noqa: BLE001
+                raise StreamBroken(encoding_error(exc).message) from None
+            yield speech.frame(data)
         try:
             tail = await speech.encode_end()
-        except TTSError as exc:
-            raise StreamBroken(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001
+            raise StreamBroken(encoding_error(exc).message) from None
         yield speech.frame(tail) + speech.done_event()
         speech.finish("ok")
 
