@@ -133,6 +133,26 @@ def make_default_architecture_dir(path: Path, seed: int = 0) -> Path:
     return save_model_dir(path, card, int8=False, gpt=gpt, diffusion=diffusion, vocoder=UNIVERSAL_HIFIGAN)
 
 
+def measure_gpt_stage(engine, voice_name: str, texts: list[str], batch: int) -> dict:
+    """Seconds per text of the GPT stage alone (`TextToSpeech.sample_candidates`) for 1 text and for `batch`
+    texts sampled together: what batching saves where it applies (diffusion and vocoding are per chunk)."""
+    import dataclasses
+
+    from tts.voices import VoiceLibrary
+
+    tts = engine.tts
+    cond = tts.conditioning(VoiceLibrary().get(voice_name))
+    options = dataclasses.replace(engine.options, batch_size=engine.options.candidates * batch)
+    out = {}
+    for n in (1, batch):
+        group = [texts[i % len(texts)] for i in range(n)]
+        tts.sample_candidates(group[:1], [cond], options, tts.make_generator(options))  # warm-up
+        start = time.perf_counter()
+        tts.sample_candidates(group, [cond] * n, options, tts.make_generator(options))
+        out[f"s_per_text_{n}"] = round((time.perf_counter() - start) / n, 4)
+    return out
+
+
 def run(model_dir: str | None, voice: str, requests: int, levels: list[int], preset_name: str, device: str,
         random_model: str | None = None, **overrides) -> dict:
     from tts.pipeline import DEFAULT_MODEL_DIR
@@ -166,6 +186,8 @@ def run(model_dir: str | None, voice: str, requests: int, levels: list[int], pre
     engine = load_engine(base)
     load_seconds = time.perf_counter() - start
     texts = [line.strip() for line in SENTENCES.read_text(encoding="utf-8").splitlines() if line.strip()]
+    gpt_stage = measure_gpt_stage(engine, voice, texts, MODES["on"]["max_batch"])
+    print(f"GPT stage alone: {gpt_stage}", file=sys.stderr)
     results: dict[str, list[dict]] = {mode: [] for mode in MODES}
     with contextlib.ExitStack() as servers:
         urls = {}
@@ -194,7 +216,7 @@ def run(model_dir: str | None, voice: str, requests: int, levels: list[int], pre
         "cpu": platform.processor() or platform.machine(), "load_seconds": round(load_seconds, 2),
         "options": {"preset": preset_name, "candidates": options.candidates, "diffusion_steps": options.diffusion_steps,
                     "max_mel_tokens": options.max_mel_tokens},
-        "requests_per_level": requests, "results": results,
+        "requests_per_level": requests, "gpt_stage": gpt_stage, "results": results,
     }
 
 
@@ -236,6 +258,10 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"error: {exc}")
     print(f"{report['model']}; {report['device']}, {report['torch_threads']} torch threads; "
           f"{report['options']}; {args.requests} requests at each concurrency")
+    stage = report["gpt_stage"]
+    batch = MODES["on"]["max_batch"]
+    print(f"GPT stage alone: {stage['s_per_text_1']:.3f} s per text alone, {stage[f's_per_text_{batch}']:.3f} s per "
+          f"text with {batch} together (x{stage['s_per_text_1'] / stage[f's_per_text_{batch}']:.2f})")
     print(table(report))
     if args.json:
         write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")

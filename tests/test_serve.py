@@ -253,6 +253,27 @@ def test_requests_waiting_together_share_a_batch(gated, library):
         assert "tts_batch_requests_bucket{le=\"4\"} 1" in live.metrics.render()
 
 
+def test_a_request_sounds_the_same_in_a_batch_as_alone(engine, library):
+    """With greedy sampling and a fixed seed nothing random is left: batch-mates change nothing."""
+    import dataclasses
+
+    greedy = Engine(engine.tts, dataclasses.replace(QUICK, top_k=1, seed=7))
+    with live_server(greedy, library, max_batch=8) as live:
+        alone = read_wav(speech(live, input="Hello there.").content)
+        live.batcher.pause()
+        others = [in_thread(speech, live, input=text, voice=voice) for text, voice in
+                  (("A much longer sentence than the one we compare.", "bob"), ("Short.", "alice"),
+                   ("Hello there.", "alice"), ("Something else entirely, said by Bob.", "bob"))]
+        wait_until(lambda: live.batcher.depth == 4, "four requests to be queued")
+        live.batcher.resume()
+        for thread, _ in others:
+            thread.join(60)
+        together = read_wav(others[2][1]["result"].content)
+        batches = live.metrics.batch_requests
+        assert (batches.count, batches.sum) == (2, 5)  # the lone request, then the four together
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
 def test_a_long_input_is_split_as_speak_splits_it(server, engine):
     text = " ".join(["This sentence is long enough that several of them will not fit in one chunk of text."] * 20)
     chunks = engine.split(text)
