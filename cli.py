@@ -188,8 +188,9 @@ def serve(host, port, model_dir, device, precision, preset, candidates, diffusio
     run_server(ServerConfig(
         host=host, port=port, model_dir=model_dir, device=device, precision=precision, preset=preset,
         candidates=candidates, diffusion_steps=diffusion_steps, sampler=sampler, max_tokens=max_tokens,
-        gpt_batch=gpt_batch, max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue, max_input_chars=max_input_chars,
-        request_timeout_s=request_timeout, api_key=api_key or None, voices_dir=voices_dir))
+        gpt_batch=gpt_batch, max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue,
+        max_input_chars=max_input_chars, request_timeout_s=request_timeout, api_key=api_key or None,
+        voices_dir=voices_dir))
 
 
 @main.group()

@@ -450,7 +450,8 @@ def test_add_speak_with_and_remove_a_voice(server):
                                     consent="cons_unused")
     assert voice.id == "carol" and voice.object == "audio.voice"
     assert speech(server, voice="carol").status_code == 200
-    files = [("clips", ("one.wav", wav_bytes(2.5, 1), "audio/wav")), ("clips", ("two.wav", wav_bytes(3.5, 2), "audio/wav"))]
+    files = [("clips", ("one.wav", wav_bytes(2.5, 1), "audio/wav")),
+             ("clips", ("two.wav", wav_bytes(3.5, 2), "audio/wav"))]
     response = httpx.post(server.url + "/v1/audio/voices", data={"name": "carol"}, files=files)
     assert_error(response, 409, "name", "already exists")
     response = httpx.post(server.url + "/v1/audio/voices", data={"name": "carol", "replace": "true"}, files=files)
@@ -497,8 +498,9 @@ def test_health_and_metrics(server):
     assert health.status_code == 200 and health.json()["ready"] is True
     assert speech(server).status_code == 200
     text = httpx.get(server.url + "/metrics").text
-    for name in ("tts_http_requests_total", "tts_queue_depth", "tts_batch_chunks_bucket", "tts_speech_latency_seconds_bucket",
-                 "tts_audio_seconds_total", "tts_speech_first_audio_seconds_count"):
+    for name in ("tts_http_requests_total", "tts_queue_depth", "tts_batch_chunks_bucket",
+                 "tts_speech_latency_seconds_bucket", "tts_audio_seconds_total",
+                 "tts_speech_first_audio_seconds_count"):
         assert name in text
     assert 'tts_http_requests_total{endpoint="/v1/audio/speech",status="200"}' in text
 

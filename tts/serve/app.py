@@ -67,7 +67,8 @@ def create_app(engine: Engine, config: ServerConfig | None = None, encoders: Enc
     figures.add_gauge("tts_queue_depth", "Speech requests held: waiting or being made.", lambda: batcher.depth)
     figures.add_gauge("tts_queue_waiting", "Speech requests none of whose chunks has reached the model yet.",
                       lambda: batcher.waiting)
-    figures.add_gauge("tts_model_busy", "1 while the model is making a batch.", lambda: int(batcher.busy_since is not None))
+    figures.add_gauge("tts_model_busy", "1 while the model is making a batch.",
+                      lambda: int(batcher.busy_since is not None))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):

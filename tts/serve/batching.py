@@ -8,7 +8,8 @@ has the :class:`~tts.serve.engine.Engine` make them. The thread waits up to `win
 fill, counted from the oldest waiting job's arrival or, for jobs that came while it was busy, from the
 end of the last group (so clients that send their next request as soon as an answer arrives join the
 next group instead of making a group of their own); a full group goes at once, and so does the only
-request held when the last group held only one (a lone client waits for nobody). A cancelled job leaves the queue and its chunks not yet made are skipped.
+request held when the last group held only one (a lone client waits for nobody). A cancelled job leaves
+the queue and its chunks not yet made are skipped.
 """
 
 from __future__ import annotations

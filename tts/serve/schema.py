@@ -1,10 +1,10 @@
 """The body of ``POST /v1/audio/speech``, read and checked as OpenAI's API does.
 
-Fields: ``model`` (optional, and accepted whatever it names: this server has one model), ``input``, ``voice`` (a name, or
-``{"id": NAME}``), ``response_format`` (default mp3), ``speed`` (0.25-4, default 1) and ``stream_format``
-(``audio``, the default, or ``sse``). Other fields (``instructions``, ...) are ignored. A body that is not
-a JSON object, or a field of the wrong type, is 422; a missing or unacceptable value is 400; input over
-the server's limit is 413.
+Fields: ``model`` (optional, and accepted whatever it names: this server has one model), ``input``,
+``voice`` (a name, or ``{"id": NAME}``), ``response_format`` (default mp3), ``speed`` (0.25-4, default 1)
+and ``stream_format`` (``audio``, the default, or ``sse``). Other fields (``instructions``, ...) are
+ignored. A body that is not a JSON object, or a field of the wrong type, is 422; a missing or
+unacceptable value is 400; input over the server's limit is 413.
 """
 
 from __future__ import annotations
