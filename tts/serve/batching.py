@@ -7,8 +7,7 @@ the next chunk of each waiting job in arrival order, then their following chunks
 has the :class:`~tts.serve.engine.Engine` make them. The thread waits up to `window_s` for a group to
 fill, counted from the oldest waiting job's arrival or, for jobs that came while it was busy, from the
 end of the last group (so clients that send their next request as soon as an answer arrives join the
-next group instead of making a group of their own); a full group goes at once, and so does the only
-request held when the last group held only one (a lone client waits for nobody). A cancelled job leaves
+next group instead of making a group of their own); a full group goes at once. A cancelled job leaves
 the queue and its chunks not yet made are skipped.
 """
 
@@ -89,7 +88,6 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self.busy_since: float | None = None  # when the current group started (None: idle)
         self._free_since = 0.0  # when the last group ended
-        self._last_group_requests = 0  # requests in the last group
         self.recent_job_seconds = 1.0  # moving average of a job's time with the model, for Retry-After
 
     # -- the event loop's side -------------------------------------------------------------------
@@ -180,8 +178,6 @@ class Batcher:
             # the window counts from when the model could start: the oldest job's arrival, or the end of
             # the last group when jobs came while it was busy (so those that come right after join them)
             deadline = max(self._waiting[0].arrived, self._free_since) + self.window_s
-            if len(self._admitted) == 1 and self._last_group_requests <= 1:
-                deadline = 0.0  # a lone client: nobody to wait for (the window returns with company)
             while not self._stopping and not self._paused and self._unscheduled() < self.max_batch:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._waiting:
@@ -214,7 +210,6 @@ class Batcher:
     def _make(self, group: list[tuple[Job, int]]) -> None:
         self.busy_since = time.monotonic()
         jobs = {job for job, _ in group}
-        self._last_group_requests = len(jobs)
         self.metrics.batch(len(group), len(jobs))
         pieces = [Piece(job.texts[i], job.voice, job.generator, alive=lambda job=job: job.live, owner=job, index=i)
                   for job, i in group]
