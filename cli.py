@@ -149,7 +149,7 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="Compute precision.")
-@click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default="fast",
+@click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default="ultra_fast",
               show_default=True, help="Quality/speed trade-off, for every request.")
 @click.option("--candidates", type=click.IntRange(min=1), default=None, help="Code sequences sampled per chunk.")
 @click.option("--diffusion-steps", type=click.IntRange(1, 4000), default=None, help="Diffusion decoder steps.")

@@ -111,7 +111,7 @@ def test_openai_client_create(server):
 
 def test_openai_client_default_format_is_mp3(server):
     result = client(server).audio.speech.create(model="tts-1", voice={"id": "alice"}, input="Hello there.",
-                                                instructions="ignored", extra_body={"unknown_field": 1})
+                                                extra_body={"instructions": "ignored", "unknown_field": 1})
     wav, rate = sf.read(io.BytesIO(result.content))
     assert rate == RATE and abs(len(wav) / rate - CHUNK_SAMPLES / RATE) < 0.15
 
@@ -446,9 +446,14 @@ def wav_bytes(seconds: float, seed: int = 0) -> bytes:
 
 def test_add_speak_with_and_remove_a_voice(server):
     api = client(server)
-    voice = api.audio.voices.create(name="carol", audio_sample=("carol.wav", wav_bytes(3.0), "audio/wav"),
-                                    consent="cons_unused")
-    assert voice.id == "carol" and voice.object == "audio.voice"
+    if hasattr(api.audio, "voices"):  # openai clients with OpenAI's custom-voice API
+        voice = api.audio.voices.create(name="carol", audio_sample=("carol.wav", wav_bytes(3.0), "audio/wav"),
+                                        consent="cons_unused")
+        assert voice.id == "carol" and voice.object == "audio.voice"
+    else:
+        response = httpx.post(server.url + "/v1/audio/voices", data={"name": "carol", "consent": "cons_unused"},
+                              files={"audio_sample": ("carol.wav", wav_bytes(3.0), "audio/wav")})
+        assert response.json()["id"] == "carol"
     assert speech(server, voice="carol").status_code == 200
     files = [("clips", ("one.wav", wav_bytes(2.5, 1), "audio/wav")),
              ("clips", ("two.wav", wav_bytes(3.5, 2), "audio/wav"))]
@@ -456,8 +461,8 @@ def test_add_speak_with_and_remove_a_voice(server):
     assert_error(response, 409, "name", "already exists")
     response = httpx.post(server.url + "/v1/audio/voices", data={"name": "carol", "replace": "true"}, files=files)
     assert response.status_code == 200 and response.json()["clips"] == 2
-    deleted = api.audio.voices.delete("carol")
-    assert deleted.deleted and deleted.id == "carol"
+    deleted = httpx.delete(server.url + "/v1/audio/voices/carol").json()
+    assert deleted == {"id": "carol", "object": "audio.voice.deleted", "deleted": True}
     assert_error(speech(server, voice="carol"), 404, "voice")
     assert_error(httpx.delete(server.url + "/v1/audio/voices/carol"), 404, "name")
 

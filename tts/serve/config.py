@@ -19,7 +19,7 @@ class ServerConfig:
     device: str = "cpu"
     precision: str = "fp32"
     # generation: one setting for every request (OpenAI's API has no per-request quality knobs)
-    preset: str = "fast"
+    preset: str = "ultra_fast"  # a server answers many: Tortoise's fastest preset (speak's default is fast)
     candidates: int | None = None
     diffusion_steps: int | None = None
     sampler: str | None = None
