@@ -159,8 +159,8 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
 @click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
               help="Text chunks (from any requests) sampled together by the GPT; 1 turns batching off.")
 @click.option("--gpt-batch", type=click.IntRange(min=1), default=None,
-              help="GPT rows (candidates of any chunks) decoded at once (default: the preset's, 16); "
-                   "max-batch x candidates puts a whole batch in one GPT call.")
+              help="GPT rows (candidates of any chunks) decoded at once, to bound memory (default: max-batch x "
+                   "candidates, a whole batch in one GPT call); batches shrink to what fits.")
 @click.option("--batch-window-ms", type=click.FloatRange(min=0), default=50.0, show_default=True,
               help="How long the first request of a batch waits for others to join it.")
 @click.option("--max-queue", type=click.IntRange(min=1), default=64, show_default=True,

@@ -144,7 +144,7 @@ def measure_gpt_stage(engine, voice_name: str, texts: list[str], batch: int) -> 
 
     tts = engine.tts
     cond = tts.conditioning(VoiceLibrary().get(voice_name))
-    options = dataclasses.replace(engine.options, batch_size=engine.options.candidates * batch)
+    options = dataclasses.replace(engine.options, batch_size=engine.options.candidates * batch)  # one GPT call
     out = {}
     tts.sample_candidates(texts[:1], [cond], options, tts.make_generator(options))  # warm-up
     for n in (1, batch):
@@ -197,8 +197,7 @@ def run(model_dir: str | None, voice: str, requests: int, levels: list[int], pre
     with contextlib.ExitStack() as servers:
         urls = {}
         for mode, settings in MODES.items():  # both up at once; only one is sent requests at a time
-            gpt_batch = max(engine.options.batch_size, engine.options.candidates * settings["max_batch"])
-            config = base.replace(**settings, gpt_batch=gpt_batch)
+            config = base.replace(**settings)  # a whole batch in one GPT call (the server's default)
             mode_engine = Engine(engine.tts, config.options(engine.tts.models.card.presets))
             urls[mode] = servers.enter_context(running(create_app(mode_engine, config)))
             load(urls[mode], texts, voice, 1, WARMUP_REQUESTS)  # conditioning latents, first-call costs

@@ -27,7 +27,7 @@ from tts.serve.encoding import Encoders
 from tts.serve.engine import Engine
 from tts.voices import VoiceLibrary
 
-QUICK = Options(candidates=2, batch_size=4, diffusion_steps=2, max_mel_tokens=16)
+QUICK = Options(candidates=2, batch_size=16, diffusion_steps=2, max_mel_tokens=16)
 RATE = 24000  # the tiny Tortoise-layout model's output rate
 CHUNK_SAMPLES = 16 * 4 * RATE // 22050 * 256  # random weights never stop: max_mel_tokens codes per chunk
 THREE_CHUNKS = "The first paragraph.\n\nThe second paragraph.\n\nThe third paragraph."

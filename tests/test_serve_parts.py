@@ -159,3 +159,22 @@ def test_change_tempo_keeps_pitch_and_scales_length():
     for factor in (0.5, 1.5, 4.0):
         assert len(change_tempo(wav, factor)) == round(len(wav) / factor)
     assert len(change_tempo(wav[:100], 0.25)) == 400
+
+
+def test_a_batch_is_one_gpt_call_unless_its_rows_are_capped():
+    from types import SimpleNamespace
+
+    from tts.serve.app import group_size
+    from tts.serve.config import ServerConfig
+
+    config = ServerConfig(preset="ultra_fast", max_batch=8)
+    options = config.options()
+    assert (options.candidates, options.batch_size) == (16, 128)  # 8 chunks x 16 candidates together
+    assert group_size(config, SimpleNamespace(options=options)) == 8
+    capped = config.replace(gpt_batch=40)
+    assert capped.options().batch_size == 40
+    assert group_size(capped, SimpleNamespace(options=capped.options())) == 2  # what fits in 40 rows
+    alone = config.replace(max_batch=1)
+    assert alone.options().batch_size == 16 and group_size(alone, SimpleNamespace(options=alone.options())) == 1
+    with pytest.raises(TTSError, match="max batch"):
+        config.replace(max_batch=0)

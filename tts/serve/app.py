@@ -32,6 +32,13 @@ def load_engine(config: ServerConfig) -> Engine:
     return Engine(tts, config.options(tts.models.card.presets))
 
 
+def group_size(config: ServerConfig, engine: Engine) -> int:
+    """Chunks per batch: `max_batch`, or fewer if their candidates would not fit in one GPT call of the
+    engine's rows (more would share nothing and only make the first wait for the others)."""
+    options = engine.options
+    return min(config.max_batch, max(1, options.batch_size // options.candidates))
+
+
 class CountRequests:
     """ASGI middleware: every HTTP answer counted by route and status."""
 
@@ -61,7 +68,7 @@ def create_app(engine: Engine, config: ServerConfig | None = None, encoders: Enc
     if encoders is None:
         encoders = Encoders.find() if config.ffmpeg == "auto" else Encoders.usable(config.ffmpeg)
     figures = metrics.Metrics()
-    batcher = Batcher(engine, max_batch=config.max_batch, window_s=config.batch_window_ms / 1000,
+    batcher = Batcher(engine, max_batch=group_size(config, engine), window_s=config.batch_window_ms / 1000,
                       max_queue=config.max_queue, metrics=figures)
     state = ServerState(config, engine, batcher, encoders, library or VoiceLibrary(config.voices_dir), figures)
     figures.add_gauge("tts_queue_depth", "Speech requests held: waiting or being made.", lambda: batcher.depth)

@@ -24,7 +24,7 @@ class ServerConfig:
     diffusion_steps: int | None = None
     sampler: str | None = None
     max_tokens: int | None = None  # speech codes per chunk at most
-    gpt_batch: int | None = None  # GPT rows (candidates of any chunks) sampled at once; None: the preset's
+    gpt_batch: int | None = None  # GPT rows (candidates of any chunks) decoded at once; None: a whole batch
     # load
     max_batch: int = 8  # text chunks sampled together in one GPT batch; 1 turns batching off
     batch_window_ms: float = 50.0  # how long the first request of a batch waits for others
@@ -52,11 +52,14 @@ class ServerConfig:
         return self
 
     def options(self, card_presets: dict | None = None) -> Options:
-        """The generation options: the preset, the model card's settings for it, then this config's overrides."""
+        """The generation options: the preset, the model card's settings for it, then this config's overrides.
+        GPT rows at once (`batch_size`): `gpt_batch`, or enough for `max_batch` chunks' candidates."""
         overrides = {"candidates": self.candidates, "diffusion_steps": self.diffusion_steps, "sampler": self.sampler,
-                     "max_mel_tokens": self.max_tokens, "batch_size": self.gpt_batch}
+                     "max_mel_tokens": self.max_tokens}
         chosen = {k: v for k, v in overrides.items() if v is not None}
-        return preset(self.preset, **{**(card_presets or {}).get(self.preset, {}), **chosen})
+        options = preset(self.preset, **{**(card_presets or {}).get(self.preset, {}), **chosen})
+        rows = self.gpt_batch or max(options.batch_size, options.candidates * self.max_batch)
+        return dataclasses.replace(options, batch_size=rows).validate()
 
     def replace(self, **changes) -> ServerConfig:
         return dataclasses.replace(self, **changes).validate()

@@ -45,7 +45,7 @@ def serve(config: ServerConfig, log_level: str = "info") -> None:
     logging.getLogger("uvicorn.error").info(
         "model %s (%d Hz) on %s: %d candidates, %d diffusion steps; batches of up to %d chunks, %d GPT rows at "
         "once; queue of %d%s", engine.model_id, engine.sample_rate, engine.tts.device, options.candidates,
-        options.diffusion_steps, config.max_batch, options.batch_size, config.max_queue,
+        options.diffusion_steps, app.state.tts.batcher.max_batch, options.batch_size, config.max_queue,
         ", API key required" if config.api_key else "")
     server = uvicorn.Server(settings)
     if threading.current_thread() is not threading.main_thread():
