@@ -131,6 +131,58 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
     click.echo(f"wrote {where} ({writer.samples / tts.sample_rate:.1f} s)", err=True)
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port (0: any free one).")
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None,
+              help="Model directory (Tortoise .pth files or our safetensors layout).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Compute precision.")
+@click.option("--preset", type=click.Choice(["ultra_fast", "fast", "standard", "high_quality"]), default="ultra_fast",
+              show_default=True, help="Quality/speed trade-off, for every request.")
+@click.option("--candidates", type=click.IntRange(min=1), default=None, help="Code sequences sampled per chunk.")
+@click.option("--diffusion-steps", type=click.IntRange(1, 4000), default=None, help="Diffusion decoder steps.")
+@click.option("--sampler", type=click.Choice(["ddpm", "ddim", "dpm++2m"]), default=None, help="Diffusion sampler.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=None, hidden=True,
+              help="Speech codes per chunk at most.")
+@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Text chunks (from any requests) sampled together by the GPT; 1 turns batching off.")
+@click.option("--gpt-batch", type=click.IntRange(min=1), default=None,
+              help="GPT rows (candidates of any chunks) decoded at once, to bound memory (default: max-batch x "
+                   "candidates, a whole batch in one GPT call); batches shrink to what fits.")
+@click.option("--batch-window-ms", type=click.FloatRange(min=0), default=50.0, show_default=True,
+              help="How long the first request of a batch waits for others to join it.")
+@click.option("--max-queue", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Speech requests held (waiting or being made); more are refused with 503 and Retry-After.")
+@click.option("--max-input-chars", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Longest input text accepted (longer: 413).")
+@click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=600.0, show_default=True,
+              help="Seconds a speech request may take.")
+@click.option("--api-key", envvar="TTS_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on every endpoint but /health (default: $TTS_API_KEY).")
+@voices_dir_option
+@user_errors
+def serve(host, port, model_dir, device, precision, preset, candidates, diffusion_steps, sampler, max_tokens, max_batch,
+          gpt_batch, batch_window_ms, max_queue, max_input_chars, request_timeout, api_key, voices_dir):
+    """Serve OpenAI's speech API (POST /v1/audio/speech and more) until SIGTERM or Ctrl-C.
+
+    Needs the server packages: pip install .[serve]
+    """
+    try:
+        from tts.serve.server import serve as run_server
+    except ImportError as exc:
+        raise TTSError(f"tts serve needs the server packages ({exc.name} is missing): pip install .[serve]") from None
+    from tts.serve import ServerConfig
+
+    run_server(ServerConfig(
+        host=host, port=port, model_dir=model_dir, device=device, precision=precision, preset=preset,
+        candidates=candidates, diffusion_steps=diffusion_steps, sampler=sampler, max_tokens=max_tokens,
+        gpt_batch=gpt_batch, max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue,
+        max_input_chars=max_input_chars, request_timeout_s=request_timeout, api_key=api_key or None,
+        voices_dir=voices_dir))
+
+
 @main.group()
 def voices() -> None:
     """List, add and remove voices."""

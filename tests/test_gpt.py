@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from tests.tortoise_keys import meta_tensors, reference_shapes, state_shapes
@@ -111,3 +112,23 @@ def test_one_candidate_per_text():
     codes = sample_codes_many(model, torch.randn(64), texts, num_samples=1, batch_size=1, max_tokens=6,
                               params=SamplingParams(), generator=torch.Generator().manual_seed(0))
     assert [c.shape for c in codes] == [(1, 6), (1, 6)]
+
+
+@torch.no_grad()
+def test_texts_in_different_voices_share_a_batch_and_sample_as_alone():
+    """Each text with its own voice in one batch: greedy decoding gives the codes each gets alone."""
+    from tts.sampling.ar import sample_codes_many
+
+    torch.manual_seed(0)
+    model = SpeechGPT(tiny_config()).eval()
+    voices = [torch.randn(64), torch.randn(64), torch.randn(64)]
+    texts = [torch.randint(1, 30, (4,)), torch.randint(1, 30, (11,)), torch.randint(1, 30, (7,))]
+    greedy = SamplingParams(top_k=1)
+    together = sample_codes_many(model, voices, texts, num_samples=2, batch_size=6, max_tokens=10, params=greedy,
+                                 generator=torch.Generator().manual_seed(0))
+    for voice, text, codes in zip(voices, texts, together):
+        alone = sample_codes_many(model, voice, [text], num_samples=2, batch_size=2, max_tokens=10, params=greedy,
+                                  generator=torch.Generator().manual_seed(1))[0]
+        assert torch.equal(codes, alone)
+    with pytest.raises(ValueError, match="2 conditioning latents for 3 texts"):
+        sample_codes_many(model, voices[:2], texts, num_samples=1, batch_size=3, max_tokens=4, params=greedy)

@@ -303,3 +303,15 @@ class AudioWriter:
         if self.to_stdout and self._file is not None:
             self._file.flush()
         return self._stack.__exit__(*exc)
+
+
+def change_tempo(wav: np.ndarray, factor: float) -> np.ndarray:
+    """Speech `factor` times as fast at the same pitch (phase vocoder); `factor` 1 returns `wav` itself."""
+    if factor == 1.0 or len(wav) == 0:
+        return wav
+    import librosa
+
+    n_fft = 2048
+    padded = np.pad(wav, (0, max(0, n_fft - len(wav))))
+    out = librosa.effects.time_stretch(np.asarray(padded, dtype=np.float32), rate=factor, n_fft=n_fft)
+    return out[:max(1, round(len(wav) / factor))].astype(np.float32)

@@ -48,6 +48,14 @@ Progress = Callable[[int, int], None]
 
 
 @dataclass
+class Candidates:
+    """The GPT's sampled code sequences for one text chunk (:meth:`TextToSpeech.sample_candidates`)."""
+
+    text_ids: torch.Tensor  # (n,) the chunk's token ids, stop token included
+    codes: torch.Tensor  # (N, L) one row per candidate, padded with the stop code
+
+
+@dataclass
 class Conditioning:
     """A voice as the models see it (the parts the model has; the others are None)."""
 
@@ -354,43 +362,62 @@ class TextToSpeech:
 
     def _synthesize_group(self, texts: list[str], cond: Conditioning, options: Options,
                           generator: torch.Generator, report: Callable[[int], None]) -> list[np.ndarray]:
-        gpt = self.gpt
-        stop_text = gpt.config.stop_text_token
-        ids = [torch.tensor(self.encode(t) + [stop_text], device=self.device) for t in texts]
-        n = len(texts)
-        candidates = options.candidates
-        all_codes = sample_codes_many(
-            gpt, cond.gpt, ids, num_samples=candidates, batch_size=max(options.batch_size, n),
-            max_tokens=min(options.max_mel_tokens, gpt.config.max_mel_tokens), params=options.sampling(),
-            generator=generator, progress=report,
-        )  # one (N, L) per text, padded with the stop code
+        candidates = self.sample_candidates(texts, cond, options, generator, progress=report)
         results = []
-        for i, (text_ids, codes) in enumerate(zip(ids, all_codes)):
-            fixed = self.fixup.fix(codes, gpt.config.stop_mel_token)
-            best = self.rerank(text_ids, codes, cond)
-            length = max(1, self.fixup.speech_length(fixed[best]))
-            offset = n * candidates + i * options.diffusion_steps
-            if self.models.card.decoder in ("flow", "dvae"):
-                mel = self.decode_codes(fixed[best:best + 1, :length], cond, options.diffusion_steps, generator)
-                report(offset + options.diffusion_steps)
-                results.append(self.vocode(audio.denormalize_mel(mel), generator))
-                continue
-            if self.models.card.diffusion_input == "codes":
-                aligned = fixed[best:best + 1, :length]  # (1, n) codes
-            else:
-                aligned = gpt(cond.gpt, text_ids[None], fixed[best:best + 1, :length], return_latent=True)  # (1, n, D)
+        for i, sampled in enumerate(candidates):
+            offset = len(texts) * options.candidates + i * options.diffusion_steps
 
-            def diffusion_progress(step: int, _total: int, offset: int = offset) -> None:
+            def diffusion_progress(step: int, offset: int = offset) -> None:
                 report(offset + step)
 
+            results.append(self.decode_candidates(sampled, cond, options, generator, progress=diffusion_progress))
+        return results
+
+    def sample_candidates(self, texts: list[str], cond: Conditioning | list[Conditioning], options: Options,
+                          generator: torch.Generator, progress: Callable[[int], None] | None = None,
+                          ) -> list[Candidates]:
+        """The GPT stage for several chunks that each fit the model: `options.candidates` code sequences per
+        chunk, rows of all chunks sampled together in batches of `options.batch_size` rows (at least one row
+        per chunk). `cond` is one voice for every chunk or a list with one voice per chunk.
+        `progress(rows_done)` after each batch. TTSError if a chunk has nothing to say or is too long."""
+        gpt = self.gpt
+        conds = cond if isinstance(cond, list) else [cond] * len(texts)
+        stop_text = gpt.config.stop_text_token
+        ids = [torch.tensor(self.encode(t) + [stop_text], device=self.device) for t in texts]
+        with self.inference():
+            all_codes = sample_codes_many(
+                gpt, [c.gpt for c in conds], ids, num_samples=options.candidates,
+                batch_size=max(options.batch_size, len(texts)),
+                max_tokens=min(options.max_mel_tokens, gpt.config.max_mel_tokens), params=options.sampling(),
+                generator=generator, progress=progress,
+            )  # one (N, L) per text, padded with the stop code
+        return [Candidates(text_ids, codes) for text_ids, codes in zip(ids, all_codes)]
+
+    def decode_candidates(self, sampled: Candidates, cond: Conditioning, options: Options,
+                          generator: torch.Generator, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """The rest for one chunk: rerank its candidates, the decoder (diffusion, or the DVAE with its flow
+        decoder), vocoder -> mono float32 audio (S,). `progress(step)` after each decoder step."""
+        gpt = self.gpt
+        with self.inference():
+            fixed = self.fixup.fix(sampled.codes, gpt.config.stop_mel_token)
+            best = self.rerank(sampled.text_ids, sampled.codes, cond)
+            length = max(1, self.fixup.speech_length(fixed[best]))
+            if self.models.card.decoder in ("flow", "dvae"):
+                mel = self.decode_codes(fixed[best:best + 1, :length], cond, options.diffusion_steps, generator)
+                if progress is not None:
+                    progress(options.diffusion_steps)
+                return self.vocode(audio.denormalize_mel(mel), generator)
+            if self.models.card.diffusion_input == "codes":
+                aligned = fixed[best:best + 1, :length]  # (1, n) codes
+            else:  # (1, n, D) latents
+                aligned = gpt(cond.gpt, sampled.text_ids[None], fixed[best:best + 1, :length], return_latent=True)
             mel = generate_mel(
                 self.models.diffusion, aligned, cond.diffusion, steps=options.diffusion_steps,
                 cond_free=options.cond_free, cond_free_k=options.cond_free_k,
                 temperature=options.diffusion_temperature, sampler=options.sampler, generator=generator,
-                frame_ratio=self.frame_ratio, progress=diffusion_progress,
+                frame_ratio=self.frame_ratio, progress=None if progress is None else lambda step, _total: progress(step),
             )
-            results.append(self.vocode(audio.denormalize_mel(mel), generator))
-        return results
+            return self.vocode(audio.denormalize_mel(mel), generator)
 
     # -- the decoder half: codes <-> speech ---------------------------------------------------------
     def decode_codes(self, codes: torch.Tensor, cond: Conditioning, steps: int,

@@ -37,6 +37,15 @@ MAX_CLIPPED_FRACTION = 0.001  # ... and more than 0.1% of such samples rejects t
 STORED_SAMPLE_RATE = audio.TORTOISE_SAMPLE_RATE  # clips are stored as mono FLAC at this rate
 
 
+class UnknownVoice(TTSError):
+    """No voice (or no user voice, for removal) of the name asked for."""
+
+
+class VoiceConflict(TTSError):
+    """The name is taken: a shipped voice (without `shadow`), an existing user voice (without `replace`), or a
+    shipped voice that cannot be removed."""
+
+
 def _xdg(var: str, fallback: str) -> Path:
     return Path(os.environ.get(var) or Path.home() / fallback)
 
@@ -142,7 +151,7 @@ class VoiceLibrary:
             if voice.name == name:
                 return voice
         available = ", ".join(v.name for v in self.all()) or "none; add one with `tts voices add`"
-        raise TTSError(f"unknown voice {name!r} (available: {available})")
+        raise UnknownVoice(f"unknown voice {name!r} (available: {available})")
 
     def add(self, name: str, clips: list[str | os.PathLike], shadow: bool = False, replace: bool = False) -> Voice:
         """Check each clip, store them resampled to mono FLAC in the user directory, all or nothing."""
@@ -150,10 +159,10 @@ class VoiceLibrary:
         if not clips:
             raise TTSError("give at least one clip")
         if self.is_shipped(name) and not shadow:
-            raise TTSError(f"{name!r} is a shipped voice; pass --shadow to add a user voice that replaces it")
+            raise VoiceConflict(f"{name!r} is a shipped voice; pass --shadow to add a user voice that replaces it")
         target = self.user_dir / name
         if (target.exists() or target.is_symlink()) and not replace:
-            raise TTSError(f"voice {name!r} already exists in {self.user_dir}; pass --replace to overwrite it")
+            raise VoiceConflict(f"voice {name!r} already exists in {self.user_dir}; pass --replace to overwrite it")
         loaded = []
         for clip in clips:
             path = Path(clip)
@@ -190,8 +199,8 @@ class VoiceLibrary:
         target = self.user_dir / name
         if not target.is_dir():
             if self.is_shipped(name):
-                raise TTSError(f"{name!r} is a shipped voice and cannot be removed")
-            raise TTSError(f"no user voice named {name!r} in {self.user_dir}")
+                raise VoiceConflict(f"{name!r} is a shipped voice and cannot be removed")
+            raise UnknownVoice(f"no user voice named {name!r} in {self.user_dir}")
         _remove_folder(target)
 
 

@@ -9,7 +9,7 @@ else. Callers may force a choice (`cache=`, `graphs=`), as the equivalence tests
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 
 import torch
@@ -45,12 +45,14 @@ def sample_codes(model: SpeechGPT, cond_latent: torch.Tensor, text: torch.Tensor
                              progress=progress)[0]
 
 
-def sample_codes_many(model: SpeechGPT, cond_latent: torch.Tensor, texts: list[torch.Tensor], *, num_samples: int,
+def sample_codes_many(model: SpeechGPT, cond_latent: torch.Tensor | Sequence[torch.Tensor], texts: list[torch.Tensor],
+                      *, num_samples: int,
                       batch_size: int, max_tokens: int, params: SamplingParams,
                       generator: torch.Generator | None = None, cache: str = "auto",
                       progress: Callable[[int], None] | None = None) -> list[torch.Tensor]:
-    """`num_samples` code sequences for each of several texts, in one voice -> one (num_samples, max_tokens)
-    tensor per text. Rows of different texts share batches (the static cache right-aligns their prefixes).
+    """`num_samples` code sequences for each of several texts -> one (num_samples, max_tokens) tensor per
+    text. `cond_latent` is one voice (D,) for every text, or a sequence with one voice per text. Rows of
+    different texts share batches (the static cache right-aligns their prefixes).
 
     `cache`: "static" (the eager loop over :class:`~tts.sampling.ar.StaticCacheDecoder`), "dynamic"
     (transformers' DynamicCache), "graph" (:class:`~tts.sampling.ar_graph.GraphDecoder`: the whole
@@ -64,8 +66,10 @@ def sample_codes_many(model: SpeechGPT, cond_latent: torch.Tensor, texts: list[t
         cache = "graph" if on_cuda(model.mel_head.weight) else "static"
     if cache not in AR_CACHES:
         raise ValueError(f"unknown cache {cache!r}")
-    cond = cond_latent.reshape(1, -1)
-    prefixes = [model.prefix_embeddings(cond, t.reshape(1, -1)) for t in texts]  # each (1, P_i, D)
+    conds = [cond_latent] * len(texts) if isinstance(cond_latent, torch.Tensor) else list(cond_latent)
+    if len(conds) != len(texts):
+        raise ValueError(f"{len(conds)} conditioning latents for {len(texts)} texts")
+    prefixes = [model.prefix_embeddings(c.reshape(1, -1), t.reshape(1, -1)) for c, t in zip(conds, texts)]  # (1, P_i, D)
     jobs = [i for i in range(len(texts)) for _ in range(num_samples)]  # prefix index of each row
     out = []
     for done in range(0, len(jobs), batch_size):
