@@ -117,7 +117,7 @@ def test_one_candidate_per_text():
 @torch.no_grad()
 def test_texts_in_different_voices_share_a_batch_and_sample_as_alone():
     """Each text with its own voice in one batch: greedy decoding gives the codes each gets alone."""
-    from tts.sampling.ar import sample_codes_many
+    from tts.sampling.generate import sample_codes_many
 
     torch.manual_seed(0)
     model = SpeechGPT(tiny_config()).eval()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import soundfile as sf
 from safetensors import safe_open
 
@@ -83,6 +84,16 @@ def test_diffusion_on_gpt_latents(trained, corpus, tmp_path):
     items = [o.replace(str(trained / "diffusion"), str(tmp_path / "diffusion")) for o in overrides("diffusion", corpus, trained)]
     trainer = train("diffusion", CONFIGS / "diffusion.toml", items + LATENTS)
     assert trainer.step == 1 and (tmp_path / "diffusion" / "model.safetensors").is_file()
+
+
+def test_a_new_run_can_start_from_committed_weights(trained, corpus, tmp_path):
+    from tts.checkpoints import load_component
+
+    start = trained / "dvae" / "model.safetensors"
+    items = [o.replace(str(trained / "dvae"), str(tmp_path / "dvae")) for o in overrides("dvae", corpus, trained, steps=0)]
+    trainer = train("dvae", CONFIGS / "dvae.toml", items + [f'task.init="{start}"'])
+    loaded, saved = trainer.module.dvae.state_dict(), load_component(start, "dvae").state_dict()
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
 
 
 def test_resume_continues_from_the_checkpoint(corpus, tmp_path):

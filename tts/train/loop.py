@@ -138,6 +138,7 @@ class Trainer:
     def _resume(self) -> None:
         path = self.run_dir / CHECKPOINT
         if not path.is_file():
+            self._init_from_component()
             return
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
@@ -154,6 +155,25 @@ class Trainer:
         if self.ema is not None:
             self.ema.updates = self.step
         log.info("resumed %s at step %d", path, self.step)
+
+    def _init_from_component(self) -> None:
+        """A new run with `[task] init = "<component.safetensors>"` starts from those weights (a model
+        committed to the repository, say) instead of random ones; optimiser state starts afresh."""
+        init = self.config.task_options.get("init")
+        if not init:
+            return
+        from ..checkpoints import load_component
+
+        kind = self.config.task
+        component = load_component(init, kind)
+        target = getattr(self.module, kind, None)
+        if target is None:
+            raise TTSError(f"[task] init: the {kind} trainer has no {kind} module to load into")
+        try:
+            target.load_state_dict(component.state_dict())
+        except RuntimeError as exc:
+            raise TTSError(f"[task] init: {init} does not fit this {kind} config: {str(exc).splitlines()[0]}") from None
+        log.info("initialised %s from %s", kind, init)
 
     def save(self) -> None:
         if self.rank != 0:
