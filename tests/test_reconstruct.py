@@ -124,3 +124,16 @@ def test_reconstruct_benchmark_runs(decoder_only, recording):
     assert result["real_time_factor"] > 0 and set(result["real_time_factor_by_stage"]) == {
         "encode", "conditioning", "dvae", "flow", "vocoder"}
     assert result["peak_rss_mib"] > 0
+
+
+def test_one_diffusion_step_is_a_one_line_error_and_one_flow_step_works(model_dir, tmp_path):
+    from tests.tiny import make_tiny_model_dir
+
+    make_voice(tmp_path / "voices", "v")
+    args = ["speak", "Hello there.", "--voice", "v", "--voices-dir", tmp_path / "voices", "--preset", "ultra_fast",
+            "--candidates", "1", "--diffusion-steps", "1"]
+    result = run(*args, "--model-dir", make_tiny_model_dir(tmp_path / "diffusion-model"), "-o", tmp_path / "a.wav")
+    assert result.exit_code == 1 and "needs at least 2 steps" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "a.wav").exists()
+    result = run(*args, "--model-dir", model_dir, "-o", tmp_path / "b.wav")
+    assert result.exit_code == 0, result.output

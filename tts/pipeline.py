@@ -248,7 +248,7 @@ class TextToSpeech:
     def synthesize(self, text: str, voice: Voice | Conditioning, options: Options | None = None,
                    progress: Progress | None = None) -> np.ndarray:
         """Speak `text` (any length) in `voice` -> mono float32 audio at :attr:`sample_rate`."""
-        options = (options or Options()).validate()
+        options = self.check_options(options or Options())
         chunks = self.split(text)
         cond = voice if isinstance(voice, Conditioning) else self.conditioning(voice)
         pieces = self.synthesize_chunks([c.text for c in chunks], cond, options, progress=progress)
@@ -265,6 +265,13 @@ class TextToSpeech:
         log.info("seed %d", seed)
         return torch.Generator(self.device).manual_seed(seed)
 
+    def check_options(self, options: Options) -> Options:
+        """`options`, validated for this model: TTSError for settings its decoder cannot run."""
+        options = options.validate()
+        if self.models.card.decoder == "diffusion" and options.diffusion_steps < 2:
+            raise TTSError(f"the diffusion decoder needs at least 2 steps, got {options.diffusion_steps}")
+        return options
+
     def synthesize_chunks(self, texts: list[str], cond: Conditioning, options: Options,
                           generator: torch.Generator | None = None, progress: Progress | None = None,
                           ) -> list[np.ndarray]:
@@ -273,7 +280,7 @@ class TextToSpeech:
         Up to `options.text_batch` chunks are sampled by the GPT together (one batch of
         candidates x chunks); latents, diffusion and vocoding then run chunk by chunk.
         """
-        options = options.validate()
+        options = self.check_options(options)
         generator = generator or self.make_generator(options)
         per_chunk = options.candidates + options.diffusion_steps
         total = per_chunk * len(texts)
