@@ -74,6 +74,13 @@ def test_code_fixup_follows_tortoise():
     assert torch.equal(fix.fix(no_stop, stop_code=8193), no_stop)
 
 
+def test_a_sampled_start_code_ends_speech_like_a_stop():
+    # A weak model can sample the start code (one past the DVAE's codes): it must never reach the decoder.
+    codes = torch.tensor([[5, 6, 8192, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]])
+    fixed = TORTOISE_FIXUP.fix(codes, stop_code=8193, start_code=8192)
+    assert fixed[0].tolist() == [5, 6] + [83] * 10 + [45, 45, 248]
+
+
 @torch.no_grad()
 def test_texts_of_different_lengths_share_a_batch():
     from tts.sampling.ar import StaticCacheDecoder

@@ -30,6 +30,7 @@ from .device import resolve_device
 from .errors import TTSError
 from .models.univnet import UnivNet
 from .precision import autocast, half_dtype, prepare, vocoder_precision
+from .sampling.fixup import end_positions
 from .sampling.generate import generate_mel, sample_codes_many, stream_codes
 from .sampling.options import Options
 from .sampling.rerank import likelihood_scores
@@ -353,10 +354,10 @@ class TextToSpeech:
                 if not final and n < next_chunk:
                     continue
                 if final:
-                    fixed = self.fixup.fix(codes, stop)
+                    fixed = self.fixup.fix(codes, stop, gpt.config.start_mel_token)
                     codes = fixed[:, :max(1, self.fixup.speech_length(fixed[0]))]
                 else:
-                    stops = (codes[0, :n] == stop).nonzero()
+                    stops = end_positions(codes[0, :n], stop, gpt.config.start_mel_token)
                     codes = codes[:, :int(stops[0]) if len(stops) else n]
                     if codes.shape[1] == 0:
                         continue
@@ -406,7 +407,7 @@ class TextToSpeech:
         decoder), vocoder -> mono float32 audio (S,). `progress(step)` after each decoder step."""
         gpt = self.gpt
         with self.inference():
-            fixed = self.fixup.fix(sampled.codes, gpt.config.stop_mel_token)
+            fixed = self.fixup.fix(sampled.codes, gpt.config.stop_mel_token, gpt.config.start_mel_token)
             best = self.rerank(sampled.text_ids, sampled.codes, cond)
             length = max(1, self.fixup.speech_length(fixed[best]))
             if self.models.card.decoder in ("flow", "dvae"):
@@ -483,7 +484,7 @@ class TextToSpeech:
             return 0
         clvp = self.models.clvp
         if clvp is not None:
-            fixed = self.fixup.fix(codes, self.gpt.config.stop_mel_token)
+            fixed = self.fixup.fix(codes, self.gpt.config.stop_mel_token, self.gpt.config.start_mel_token)
             scores = torch.cat([clvp(text_ids[None].expand(len(batch), -1), batch) for batch in fixed.split(16)])
         elif cond is not None:
             scores = likelihood_scores(self.gpt, cond.gpt, text_ids, codes)

@@ -26,11 +26,14 @@ class CodeFixup:
     end_codes: tuple[int, ...]
     silence_run: int
 
-    def fix(self, codes: torch.Tensor, stop_code: int) -> torch.Tensor:
-        """codes (N, L) padded with `stop_code` -> fixed copy (N, L). Rows without a stop are unchanged."""
+    def fix(self, codes: torch.Tensor, stop_code: int, start_code: int | None = None) -> torch.Tensor:
+        """codes (N, L) padded with `stop_code` -> fixed copy (N, L). Rows without a stop are unchanged.
+
+        A sampled `start_code` is no DVAE code either (a weak model can emit it): it ends speech as a stop does.
+        """
         codes = codes.clone()
         for row in codes:
-            stops = (row == stop_code).nonzero()
+            stops = end_positions(row, stop_code, start_code)
             if len(stops) == 0:
                 continue
             row[int(stops[0]):] = self.silence_code
@@ -45,6 +48,14 @@ class CodeFixup:
             if run >= self.silence_run:
                 return i
         return codes.shape[0]
+
+
+def end_positions(row: torch.Tensor, stop_code: int, start_code: int | None = None) -> torch.Tensor:
+    """Positions (K, 1) in one row of sampled codes (L,) that end speech: the stop code, and the start code."""
+    ends = row == stop_code
+    if start_code is not None:
+        ends |= row == start_code
+    return ends.nonzero()
 
 
 TORTOISE_FIXUP = CodeFixup(silence_code=83, end_codes=(45, 45, 248), silence_run=9)
