@@ -438,3 +438,14 @@ def test_dry_run_counts_the_chunks_of_a_model_without_loading_it(tiny_model_dir,
         assert "4 chapters, 11 chunks" in result.output
         assert "Chapter 3: Morning" in result.output
         assert not out.exists()
+
+
+def test_narrate_without_ray_does_not_import_ray(tiny_model_dir, voices, tmp_path):
+    """Issue 14's rule for the single-process path: a plain narrate never imports Ray."""
+    book = long_txt(tmp_path / "book.txt", chapters=1, paragraphs=1)
+    probe = ("import sys; from click.testing import CliRunner; from cli import main; "
+             f"r = CliRunner().invoke(main, {['narrate', str(book), '--voice', 'alice', '--model-dir', str(tiny_model_dir), '-o', str(tmp_path / 'out'), '--format', 'flac', *FAST]!r}); "
+             "print('exit', r.exit_code); print('ray' in sys.modules)")
+    env = {**os.environ, "TTS_VOICES_DIR": str(voices), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.stdout.split()[-3:] == ["exit", "0", "False"], done.stdout + done.stderr
