@@ -427,31 +427,62 @@ FAILED_CHUNKS_EXIT = 3  # the run finished but some chunks failed (1: an error s
 @click.option("--dry-run", is_flag=True, help="Only show the chapters and chunks the input makes.")
 @click.option("--model-dir", type=click.Path(file_okay=False), default=None,
               help="Model directory (Tortoise .pth files or our safetensors layout).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, cuda or auto (with --ray: the workers'; default there: a GPU each where the cluster has them).")
+@click.option("--books", is_flag=True,
+              help="Each INPUT is a book of its own, narrated into OUTPUT/NAME/ (NAME: the file name without its "
+                   "suffix); without it the INPUTS are read in order as one book.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="auto", default=None, metavar="[ADDRESS]",
+              help="Make the chunks on a Ray cluster: auto (the default when --ray has no value: the running "
+                   "cluster), HOST:PORT, ray://HOST:PORT, or local:N (N workers on this machine). Needs .[ray].")
+@click.option("--ray-cpus-per-worker", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="CPUs each Ray worker (one loaded model) asks for.")
+@click.option("--ray-workers", type=click.IntRange(min=1), default=None,
+              help="Ray workers to start (default: N of local:N, else one per GPU of the cluster, else per "
+                   "--ray-cpus-per-worker CPUs).")
 @voices_dir_option
+@click.pass_context
 @user_errors
-def narrate(inputs, voice, outdir, preset, fmt, regenerate, seed, text_batch, candidates, diffusion_steps, sampler,
-            max_tokens, target_lufs, retries, min_seconds_per_char, max_seconds_per_char, dry_run, model_dir, device,
-            voices_dir):
+def narrate(ctx, inputs, voice, outdir, preset, fmt, regenerate, seed, text_batch, candidates, diffusion_steps,
+            sampler, max_tokens, target_lufs, retries, min_seconds_per_char, max_seconds_per_char, dry_run, model_dir,
+            device, books, ray_address, ray_cpus_per_worker, ray_workers, voices_dir):
     """Narrate a book (INPUTS: .txt, .md or .epub files, in order) in VOICE into an audiobook in OUTPUT.
 
     Resumable: run the same command again after any stop and only the missing chunks are made;
     after editing the text only the changed chunks are. Exit status 3 if chunks failed.
+    With --books, each INPUT is a book of its own; with --ray, a Ray cluster makes the chunks.
     """
     import dataclasses
 
+    from click.core import ParameterSource
+
     from tts.device import resolve_device
-    from tts.narrate import narrate as run_narration
-    from tts.narrate import report
-    from tts.narrate.job import preview
+    from tts.narrate import narrate_books, report
+    from tts.narrate.job import book_outdirs, preview
     from tts.progress import ProgressDisplay
     from tts.quality import DurationCheck
 
+    explicit = {name for name in ("ray_cpus_per_worker", "ray_workers")
+                if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    if explicit and ray_address is None:
+        raise click.UsageError(f"--{sorted(explicit)[0].replace('_', '-')} needs --ray")
+    cluster = None
+    if ray_address is not None:
+        from tts.narrate.cluster import ClusterSpec
+
+        cluster = ClusterSpec.parse(ray_address, ray_cpus_per_worker, ray_workers)
+    jobs = book_outdirs(inputs, outdir) if books else [(list(inputs), outdir)]
     if dry_run:
-        for line in report.preview_lines(preview(inputs, model_dir)):
-            click.echo(line)
+        for number, (book_inputs, book_outdir) in enumerate(jobs):
+            if books:
+                click.echo(("\n" if number else "") + f"{book_outdir}:")
+            for line in report.preview_lines(preview(book_inputs, model_dir)):
+                click.echo(line)
         return
-    resolve_device(device)
+    if cluster is None:
+        resolve_device(device)
+    elif ctx.get_parameter_source("device") != ParameterSource.COMMANDLINE:
+        device = "auto"  # the workers': a GPU each where the cluster has them
     bounds = {"min_seconds_per_char": min_seconds_per_char, "max_seconds_per_char": max_seconds_per_char}
     check = dataclasses.replace(DurationCheck(), **{k: v for k, v in bounds.items() if v is not None})
     overrides = {"candidates": candidates, "diffusion_steps": diffusion_steps, "sampler": sampler,
@@ -460,13 +491,17 @@ def narrate(inputs, voice, outdir, preset, fmt, regenerate, seed, text_batch, ca
         def progress(state) -> None:
             show(state.chunks_done + state.chunks_failed, state.chunks_total, report.progress_note(state))
 
-        summary = run_narration(inputs, outdir, voice, model_dir=model_dir, device=device, voices_dir=voices_dir,
-                                preset_name=preset, overrides=overrides, fmt=fmt, regenerate=regenerate, seed=seed,
-                                target_lufs=target_lufs, check=check, retries=retries, progress=progress)
-    for line in report.summary_lines(summary):
-        click.echo(line, err=True)
-    if summary.failures:
-        failed = click.ClickException(report.failed_message(summary))
+        summaries = narrate_books(jobs, voice, model_dir=model_dir, device=device, voices_dir=voices_dir,
+                                  preset_name=preset, overrides=overrides, fmt=fmt, regenerate=regenerate, seed=seed,
+                                  target_lufs=target_lufs, check=check, retries=retries, progress=progress,
+                                  cluster=cluster)
+    for summary in summaries:
+        if books:
+            click.echo(f"{summary.outdir}: {summary.title}", err=True)
+        for line in report.summary_lines(summary):
+            click.echo(("  " if books else "") + line, err=True)
+    if any(summary.failures for summary in summaries):
+        failed = click.ClickException(report.failed_message(summaries))
         failed.exit_code = FAILED_CHUNKS_EXIT
         raise failed
 

@@ -451,16 +451,34 @@ def read_text_frontend(path: str | os.PathLike) -> tuple[Any, gpt.GPTConfig]:
     raise TTSError(f"{path} is not a model directory (it has neither {CARD_FILE} nor autoregressive.pth)")
 
 
-def _load_tortoise(path: Path) -> ModelBundle:
+def read_model_card(path: str | os.PathLike) -> tuple[ModelCard, str]:
+    """(model card, model id) of a model directory of either layout, without loading its weights: what
+    a narration driver that leaves the model to its workers needs (options, settings, sample rate)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise TTSError(f"model directory {path} does not exist")
+    if (path / CARD_FILE).is_file():
+        card = ModelCard.from_json((path / CARD_FILE).read_text(encoding="utf-8"), path / CARD_FILE)
+    elif (path / "autoregressive.pth").exists():
+        card = _tortoise_card(path)
+    else:
+        raise TTSError(f"{path} is not a model directory (it has neither {CARD_FILE} nor autoregressive.pth)")
+    return card, _files_id(path, card)
+
+
+def _tortoise_card(path: Path) -> ModelCard:
     missing = [name for name in TORTOISE_REQUIRED if not (path / name).is_file()]
     if missing:
         raise TTSError(f"Tortoise model directory {path} is missing {', '.join(missing)}")
     card = ModelCard()
-    modules = {}
-    for role, (file, kind) in TORTOISE_FILES.items():
-        if (path / file).exists():
-            modules[role] = read_tortoise_component(path / file, kind)
-            card.components[role] = file
+    card.components.update({role: file for role, (file, _) in TORTOISE_FILES.items() if (path / file).exists()})
+    return card
+
+
+def _load_tortoise(path: Path) -> ModelBundle:
+    card = _tortoise_card(path)
+    modules = {role: read_tortoise_component(path / TORTOISE_FILES[role][0], TORTOISE_FILES[role][1])
+               for role in card.components}
     return ModelBundle(
         card=card, tokenizer=_load_tokenizer(card, path), mel_norms=read_mel_norms(path / "mel_norms.pth"),
         model_id=_files_id(path, card), **modules,

@@ -35,7 +35,7 @@ from .inputs import read_book
 from .loudness import DEFAULT_TARGET_LUFS
 from .plan import Plan, make_plan
 from .render import Pauses, Rendered, output_format, remove_scratch, render
-from .runner import CHUNKS_DIR, Failure, Progress, Runner
+from .runner import CHUNKS_DIR, Failure, Progress, Runner, start_progress
 from .store import DONE, Manifest, Row
 from .writers import require_ffmpeg
 
@@ -188,36 +188,26 @@ def preview(inputs: Sequence[str | os.PathLike], model_dir: str | os.PathLike | 
     return Preview(book, make_plan(book, splitter))
 
 
-def narrate(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, voice: str, *,
-            model_dir: str | os.PathLike | None = None, device: str = "cpu", voices_dir: str | None = None,
-            preset_name: str = "fast", overrides: dict | None = None, fmt: str = "flac",
-            regenerate: Sequence[str] = (), seed: int | None = None, target_lufs: float = DEFAULT_TARGET_LUFS,
-            check: DurationCheck = DEFAULT_CHECK, retries: int = 1,
-            progress: Callable[[Progress], None] | None = None, tts=None) -> Summary:
-    """Narrate the input files into `outdir`, making only what is missing; see the module docstring.
+@dataclass
+class BookJob:
+    """One book of a run, opened: its plan, output directory and manifest (held under its lock), and
+    once :meth:`sync` ran, its settings hash, seed and the chunks still to make."""
 
-    ``overrides``: Options fields over the preset (and the model's own preset adjustments).
-    ``tts``: an already loaded TextToSpeech (else one is loaded from ``model_dir`` on ``device``).
-    """
-    from ..pipeline import TextToSpeech, model_text_splitter
-    from ..sampling.options import resolve
-    from ..voices import VoiceLibrary
+    plan: Plan
+    outdir: Path
+    manifest: Manifest
+    regenerate: list[str]
+    digest: str = ""
+    seed: int = 0
+    todo: list = field(default_factory=list)  # PlannedChunk, in plan order
 
-    output = output_format(fmt)
-    if output.soundfile is None:
-        require_ffmpeg()
-    book = read_book(inputs)
-    plan = make_plan(book, tts.splitter if tts is not None else model_text_splitter(model_dir))
-    regenerate_keys = plan.select(regenerate)
-    voice_obj = VoiceLibrary(voices_dir).get(voice)
-    outdir = prepare_outdir(Path(outdir))
-    with exclusive(outdir), Manifest(outdir / MANIFEST) as manifest:
-        remove_leftovers(outdir)
-        check_same_book(manifest, plan, outdir)
-        tts = tts or TextToSpeech(model_dir, device=device)
-        options = resolve(preset_name, tts.models.card, **(overrides or {}))
-        settings = settings_of(options, voice_obj, tts.models.model_id, tts.sample_rate)
-        digest = settings_hash(settings)
+    def __post_init__(self):
+        self.summary = Summary(self.plan.title, self.outdir, self.plan)
+
+    def sync(self, settings: dict, digest: str, seed: int | None) -> None:
+        """Check the chunks made so far against `settings`, record the run's settings and seed, and find
+        what is left to make (the audio of chunks gone from the text is deleted)."""
+        manifest, outdir = self.manifest, self.outdir
         rows = manifest.rows()
         intact = {key for key, row in rows.items()
                   if row.status == DONE and row.audio and audio_intact(outdir / row.audio, row.samples)}
@@ -226,28 +216,141 @@ def narrate(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, voic
             changes = changed_settings(json.loads(manifest.get("settings") or "{}"), settings)
             log.warning("%d chunks were made with other settings (%s) and will be made again; each keeps its old "
                         "audio until it is replaced", outdated, ", ".join(changes) or "unknown")
-        manifest.set("title", plan.title)
+        manifest.set("title", self.plan.title)
         manifest.set("settings", json.dumps(settings, sort_keys=True))
-        seed_value = book_seed(manifest, seed)
-
-        todo, stale = manifest.sync(plan.chunks, digest, intact, regenerate_keys)
+        self.digest, self.seed = digest, book_seed(manifest, seed)
+        todo, stale = manifest.sync(self.plan.chunks, digest, intact, self.regenerate)
         for row in stale:
             if row.audio:
                 (outdir / row.audio).unlink(missing_ok=True)
-        summary = Summary(plan.title, outdir, plan)
+        wanted = set(todo)
+        self.todo = [c for c in self.plan.chunks if c.key in wanted]
+        if todo:
+            log.info("%s: %d of %d chunks to make", self.plan.title, len(todo), len(self.plan.chunks))
+
+    def made(self, progress: Progress, failures: list[Failure]) -> None:
+        """What the synthesis of :attr:`todo` came to."""
+        self.summary.progress = progress
+        self.summary.failures = sorted(failures, key=lambda f: (f.chunk.chapter, f.chunk.position))
+        self.summary.made = progress.chunks_done
+
+
+class LocalEngine:
+    """Synthesis in this process: one loaded TextToSpeech, the books one after another (:class:`Runner`)."""
+
+    def __init__(self, tts):
+        self.tts = tts
+        self.card, self.model_id, self.sample_rate = tts.models.card, tts.models.model_id, tts.sample_rate
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def synthesize(self, jobs: list[BookJob], voice, options, check: DurationCheck, retries: int,
+                   progress: Callable[[Progress], None] | None) -> None:
+        cond = self.tts.conditioning(voice)
+        states = [start_progress(job.todo) for job in jobs]
+        report = combined_report(states, progress)
+        for job, state in zip(jobs, states):
+            runner = Runner(self.tts, cond, options, job.manifest, job.outdir, job.digest, job.seed,
+                            check=check, retries=retries, progress=report)
+            job.made(runner.run(job.todo, state), runner.failures)
+
+
+def combined_report(states: list[Progress], progress: Callable[[Progress], None] | None
+                    ) -> Callable[[Progress], None] | None:
+    """A progress callback for one book's state that shows `progress` the run's state: the one book's
+    own when it is alone, else the sum over every book."""
+    if progress is None or len(states) == 1:
+        return progress
+    return lambda state: progress(Progress.combine(states))
+
+
+def book_outdirs(inputs: Sequence[str | os.PathLike], library: str | os.PathLike) -> list[tuple[list[Path], Path]]:
+    """Several books, one input file each: (inputs, LIBRARY/NAME) with NAME the file's name without its
+    suffix; TTSError when two files would share a folder."""
+    library = Path(library)
+    folders: dict[str, Path] = {}
+    for path in map(Path, inputs):
+        name = path.stem or path.name
+        if name in folders:
+            raise TTSError(f"{folders[name]} and {path} would both be narrated into {library / name}; "
+                           "rename one of them")
+        folders[name] = path
+    return [([path], library / name) for name, path in folders.items()]
+
+
+def narrate(inputs: Sequence[str | os.PathLike], outdir: str | os.PathLike, voice: str, **kwargs) -> Summary:
+    """Narrate the input files (read in order, as one book) into `outdir`, making only what is missing;
+    see the module docstring and :func:`narrate_books` for the keywords."""
+    return narrate_books([(inputs, outdir)], voice, **kwargs)[0]
+
+
+def narrate_books(books: Sequence[tuple[Sequence[str | os.PathLike], str | os.PathLike]], voice: str, *,
+                  model_dir: str | os.PathLike | None = None, device: str = "cpu", voices_dir: str | None = None,
+                  preset_name: str = "fast", overrides: dict | None = None, fmt: str = "flac",
+                  regenerate: Sequence[str] = (), seed: int | None = None,
+                  target_lufs: float = DEFAULT_TARGET_LUFS, check: DurationCheck = DEFAULT_CHECK, retries: int = 1,
+                  progress: Callable[[Progress], None] | None = None, tts=None, cluster=None) -> list[Summary]:
+    """Narrate each book ((input files, output directory)) into its own directory, making only what is
+    missing; one Summary per book. Everything the user can get wrong is checked for every book before
+    a model is loaded or any chunk is made.
+
+    ``overrides``: Options fields over the preset (and the model's own preset adjustments).
+    ``tts``: an already loaded TextToSpeech (else one is loaded from ``model_dir`` on ``device``).
+    ``cluster``: a :class:`.cluster.ClusterSpec`: the chunks are made by Ray workers (each with its
+    own model) and this process keeps every book's manifest and files; ``device`` is then the
+    workers' ("auto": a GPU each where the cluster has them).
+    """
+    from ..pipeline import TextToSpeech, model_text_splitter
+    from ..sampling.options import resolve
+    from ..voices import VoiceLibrary
+
+    output = output_format(fmt)
+    if output.soundfile is None:
+        require_ffmpeg()
+    if not books:
+        raise TTSError("give at least one book")
+    if regenerate and len(books) > 1:
+        raise TTSError("--regenerate names the chunks of one book: narrate that book on its own to regenerate them")
+    splitter = tts.splitter if tts is not None else model_text_splitter(model_dir)
+    plans = [make_plan(read_book(inputs), splitter) for inputs, _ in books]
+    regenerate_keys = [plan.select(regenerate) for plan in plans]
+    voice_obj = VoiceLibrary(voices_dir).get(voice)
+    outdirs = [Path(outdir) for _, outdir in books]
+    if len({d.resolve() for d in outdirs}) < len(outdirs):
+        raise TTSError("two books would be narrated into the same output directory")
+    outdirs = [prepare_outdir(d) for d in outdirs]
+    with contextlib.ExitStack() as stack:
+        jobs = []
+        for plan, outdir, keys in zip(plans, outdirs, regenerate_keys):
+            stack.enter_context(exclusive(outdir))
+            manifest = stack.enter_context(Manifest(outdir / MANIFEST))
+            remove_leftovers(outdir)
+            check_same_book(manifest, plan, outdir)
+            jobs.append(BookJob(plan, outdir, manifest, keys))
+        if cluster is not None:
+            from .cluster import RayEngine
+
+            engine = stack.enter_context(RayEngine(cluster, model_dir, device))
+        else:
+            engine = LocalEngine(tts or TextToSpeech(model_dir, device=device))
+        options = resolve(preset_name, engine.card, **(overrides or {}))
+        settings = settings_of(options, voice_obj, engine.model_id, engine.sample_rate)
+        digest = settings_hash(settings)
+        for job in jobs:
+            job.sync(settings, digest, seed)
         try:
-            if todo:
-                log.info("%d of %d chunks to make", len(todo), len(plan.chunks))
-                wanted = set(todo)
-                runner = Runner(tts, tts.conditioning(voice_obj), options, manifest, outdir, digest, seed_value,
-                                check=check, retries=retries, progress=progress)
-                summary.progress = runner.run([c for c in plan.chunks if c.key in wanted])
-                summary.failures = sorted(runner.failures, key=lambda f: (f.chunk.chapter, f.chunk.position))
-                summary.made = summary.progress.chunks_done
-            rows = manifest.rows()
-            summary.rendered = render(plan, rows, outdir, output, tts.sample_rate, target_lufs,
-                                      Pauses.from_options(options))
+            pending = [job for job in jobs if job.todo]
+            if pending:
+                engine.synthesize(pending, voice_obj, options, check, retries, progress)
+            for job in jobs:
+                job.summary.rendered = render(job.plan, job.manifest.rows(), job.outdir, output, engine.sample_rate,
+                                              target_lufs, Pauses.from_options(options))
         finally:
-            with contextlib.suppress(TTSError, OSError):
-                write_listing(outdir / LISTING, plan, manifest.rows())
-    return summary
+            for job in jobs:
+                with contextlib.suppress(TTSError, OSError):
+                    write_listing(job.outdir / LISTING, job.plan, job.manifest.rows())
+    return [job.summary for job in jobs]

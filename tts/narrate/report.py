@@ -64,7 +64,10 @@ def summary_lines(summary: Summary) -> list[str]:
     return lines
 
 
-def failed_message(summary: Summary) -> str:
-    """The closing error of a run that left failed chunks."""
-    return (f"{len(summary.failures)} of {summary.chunks} chunks failed (listed above); "
-            "run the same command again to retry them")
+def failed_message(summaries: Summary | list[Summary]) -> str:
+    """The closing error of a run (of one book or several) that left failed chunks."""
+    summaries = [summaries] if isinstance(summaries, Summary) else summaries
+    failed, chunks = sum(len(s.failures) for s in summaries), sum(s.chunks for s in summaries)
+    books = sum(1 for s in summaries if s.failures)
+    where = f" in {books} of {len(summaries)} books" if len(summaries) > 1 else ""
+    return f"{failed} of {chunks} chunks failed{where} (listed above); run the same command again to retry them"

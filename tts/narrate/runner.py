@@ -50,6 +50,15 @@ class Progress:
     started: float = 0.0
     finished: float | None = None  # set when the run ends
 
+    @classmethod
+    def combine(cls, states: list[Progress]) -> Progress:
+        """Several books' states as one (started with the first, finished with the last)."""
+        finished = [s.finished for s in states]
+        return cls(sum(s.chunks_total for s in states), sum(s.chars_total for s in states),
+                   sum(s.chunks_done for s in states), sum(s.chunks_failed for s in states),
+                   sum(s.chars_done for s in states), sum(s.audio_seconds for s in states),
+                   min(s.started for s in states), None if None in finished else max(finished))
+
     @property
     def elapsed(self) -> float:
         return (self.finished or time.perf_counter()) - self.started
@@ -89,30 +98,22 @@ def make_batches(chunks: list[PlannedChunk], size: int) -> list[list[PlannedChun
     return batches
 
 
-class Runner:
-    def __init__(self, tts, cond, options, manifest: Manifest, outdir: Path, settings_hash: str, book_seed: int,
-                 check: DurationCheck = DurationCheck(), retries: int = 1,
-                 progress: Callable[[Progress], None] | None = None):
+class BatchMaker:
+    """One batch through the pipeline with failure isolation (see the module docstring); what becomes of
+    each chunk goes to ``keep(chunk, wav)`` or ``fail(chunk, reason)``, in that order: the good ones
+    first. Where the outcomes are recorded is the caller's business: :class:`Runner` writes them
+    here, a Ray worker (:mod:`.cluster`) returns them to the driver that writes them."""
+
+    def __init__(self, tts, cond, options, book_seed: int, check: DurationCheck = DurationCheck(), retries: int = 1):
         self.tts, self.cond, self.options = tts, cond, options
-        self.manifest, self.outdir = manifest, Path(outdir)
-        self.settings_hash, self.book_seed = settings_hash, book_seed
-        self.check, self.retries = check, retries
-        self.report = progress or (lambda state: None)
-        self.failures: list[Failure] = []
+        self.book_seed, self.check, self.retries = book_seed, check, retries
 
-    def run(self, chunks: list[PlannedChunk]) -> Progress:
-        state = Progress(len(chunks), sum(len(c.text) for c in chunks), started=time.perf_counter())
-        self.state = state
-        self.settled_chars = 0
-        (self.outdir / CHUNKS_DIR).mkdir(parents=True, exist_ok=True)
-        takes = {key: row.take for key, row in self.manifest.rows().items()}
-        self.report(state)
-        for batch in make_batches(chunks, self.options.text_batch):
-            self._run_batch(batch, takes)
-        state.finished = time.perf_counter()
-        return state
+    def make(self, batch: list[PlannedChunk], takes: dict[str, int], keep: Callable[[PlannedChunk, np.ndarray], None],
+             fail: Callable[[PlannedChunk, str], None], units: Callable[[float], None] | None = None) -> None:
+        """``units(chars)``: the characters of the call in flight said so far (progress within a batch)."""
+        self.keep, self.fail, self.units = keep, fail, units or (lambda chars: None)
+        self._run_batch(batch, takes)
 
-    # -- one batch -------------------------------------------------------------------------------
     def _run_batch(self, batch: list[PlannedChunk], takes: dict[str, int]) -> None:
         try:
             wavs = self._synthesize(batch, takes, 0)
@@ -120,9 +121,9 @@ class Runner:
                 raise RuntimeError(f"the pipeline returned {len(wavs)} results for {len(batch)} chunks")
         except Exception as exc:
             if len(batch) == 1:
-                self._fail(batch[0], f"synthesis error: {_reason(exc)}")
+                self.fail(batch[0], f"synthesis error: {describe_error(exc)}")
                 return
-            log.info("batch of %d chunks failed (%s); trying them one at a time", len(batch), _reason(exc))
+            log.info("batch of %d chunks failed (%s); trying them one at a time", len(batch), describe_error(exc))
             for chunk in batch:
                 self._run_batch([chunk], takes)
             return
@@ -132,7 +133,7 @@ class Runner:
             if problem:
                 retry.append((chunk, problem))
             else:
-                self._keep(chunk, wav)
+                self.keep(chunk, wav)
         for chunk, problem in retry:
             self._retry(chunk, problem, takes)
 
@@ -143,13 +144,13 @@ class Runner:
             try:
                 wav = self._synthesize([chunk], takes, attempt)[0]
             except Exception as exc:
-                problem = f"synthesis error: {_reason(exc)}"
+                problem = f"synthesis error: {describe_error(exc)}"
                 continue
             problem = self._problem(chunk, wav)
             if problem is None:
-                self._keep(chunk, wav)
+                self.keep(chunk, wav)
                 return
-        self._fail(chunk, problem)
+        self.fail(chunk, problem)
 
     def _problem(self, chunk: PlannedChunk, wav: np.ndarray) -> str | None:
         problems = audio_problems(wav, self.tts.sample_rate, chunk.text, self.check, silent=False)
@@ -159,31 +160,45 @@ class Runner:
         seed = batch_seed(self.book_seed, batch, takes, attempt)
         generator = self.tts.make_generator(replace(self.options, seed=seed))
         batch_chars = sum(len(c.text) for c in batch)
-
-        def units(done: int, total: int) -> None:
-            self.state.chars_done = self.settled_chars + batch_chars * done / max(total, 1)
-            self.report(self.state)
-
         return self.tts.synthesize_chunks([c.text for c in batch], self.cond, self.options, generator=generator,
-                                          progress=units)
+                                          progress=lambda done, total: self.units(batch_chars * done / max(total, 1)))
 
-    # -- outcomes --------------------------------------------------------------------------------
-    def _keep(self, chunk: PlannedChunk, wav: np.ndarray) -> None:
+
+class Recorder:
+    """The outcomes of one book's chunks: audio file then manifest row for a kept chunk (atomic; a
+    TTSError for a file that cannot be written stops the run), the reason for a failed one, and the
+    book's :class:`Progress`."""
+
+    def __init__(self, manifest: Manifest, outdir: Path, settings_hash: str, sample_rate: int, state: Progress,
+                 report: Callable[[Progress], None] | None = None):
+        self.manifest, self.outdir = manifest, Path(outdir)
+        self.settings_hash, self.sample_rate = settings_hash, sample_rate
+        self.state, self.report = state, report or (lambda state: None)
+        self.failures: list[Failure] = []
+        self.settled_chars = 0
+        (self.outdir / CHUNKS_DIR).mkdir(parents=True, exist_ok=True)
+
+    def keep(self, chunk: PlannedChunk, wav: np.ndarray) -> None:
         relative = f"{CHUNKS_DIR}/{chunk.key}{CHUNK_SUFFIX}"
-        save_audio(self.outdir / relative, wav, self.tts.sample_rate)  # atomic; TTSError stops the run
-        seconds = len(wav) / self.tts.sample_rate
+        save_audio(self.outdir / relative, wav, self.sample_rate)  # atomic; TTSError stops the run
+        seconds = len(wav) / self.sample_rate
         self.manifest.mark_done(chunk.key, relative, len(wav), seconds,
-                                measure_loudness(wav, self.tts.sample_rate), self.settings_hash)
+                                measure_loudness(wav, self.sample_rate), self.settings_hash)
         self.state.chunks_done += 1
         self.state.audio_seconds += seconds
         self._advance(len(chunk.text))
 
-    def _fail(self, chunk: PlannedChunk, reason: str) -> None:
+    def fail(self, chunk: PlannedChunk, reason: str) -> None:
         log.info("chunk %s failed: %s", chunk.label, reason)
         self.manifest.mark_failed(chunk.key, reason, self.settings_hash)
         self.failures.append(Failure(chunk, reason))
         self.state.chunks_failed += 1
         self._advance(len(chunk.text))
+
+    def partial(self, chars: float) -> None:
+        """`chars` more characters of the batch in flight are said (not yet settled)."""
+        self.state.chars_done = self.settled_chars + chars
+        self.report(self.state)
 
     def _advance(self, chars: int) -> None:
         self.settled_chars += chars
@@ -191,7 +206,42 @@ class Runner:
         self.report(self.state)
 
 
-def _reason(exc: BaseException) -> str:
+def start_progress(chunks: list[PlannedChunk]) -> Progress:
+    return Progress(len(chunks), sum(len(c.text) for c in chunks), started=time.perf_counter())
+
+
+def book_takes(manifest: Manifest) -> dict[str, int]:
+    """Each chunk's take (how often it was regenerated): part of its batch's seed."""
+    return {key: row.take for key, row in manifest.rows().items()}
+
+
+class Runner:
+    """One book's pending chunks, batch by batch in this process."""
+
+    def __init__(self, tts, cond, options, manifest: Manifest, outdir: Path, settings_hash: str, book_seed: int,
+                 check: DurationCheck = DurationCheck(), retries: int = 1,
+                 progress: Callable[[Progress], None] | None = None):
+        self.maker = BatchMaker(tts, cond, options, book_seed, check, retries)
+        self.manifest, self.outdir, self.settings_hash = manifest, Path(outdir), settings_hash
+        self.sample_rate, self.text_batch = tts.sample_rate, options.text_batch
+        self.report = progress
+        self.failures: list[Failure] = []
+
+    def run(self, chunks: list[PlannedChunk], state: Progress | None = None) -> Progress:
+        """Make `chunks`, counting them in `state` (a new Progress for them by default)."""
+        state = state or start_progress(chunks)
+        state.started = time.perf_counter()
+        recorder = Recorder(self.manifest, self.outdir, self.settings_hash, self.sample_rate, state, self.report)
+        self.failures = recorder.failures
+        takes = book_takes(self.manifest)
+        recorder.report(state)
+        for batch in make_batches(chunks, self.text_batch):
+            self.maker.make(batch, takes, recorder.keep, recorder.fail, recorder.partial)
+        state.finished = time.perf_counter()
+        return state
+
+
+def describe_error(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text and not isinstance(exc, TTSError) else \
         (text[0] if text else type(exc).__name__)
