@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 LOSSES_PER_BATCH = 2  # workers a batch may lose before it is split (a single chunk: before it fails)
 START_TIMEOUT_SECONDS = 600.0  # how long no worker at all may take to start (load its model)
+CONNECT_TIMEOUT_SECONDS = 10.0  # for the cluster's address to answer at all
 DEATHS_WHILE_STARTING = 3  # a worker that dies this often in a row while loading the model stops the run
 _ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")  # fullmatch: HOST:PORT, ray://HOST:PORT
 _LOCAL = re.compile(r"local:(\d+)")
@@ -101,6 +102,18 @@ class NarrationWorker:
             batch, takes, keep=lambda chunk, wav: outcomes.append((index[chunk.key], wav, None)),
             fail=lambda chunk, reason: outcomes.append((index[chunk.key], None, reason)))
         return outcomes
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
+    """TTSError unless something accepts connections at the cluster address HOST:PORT (or ray://HOST:PORT)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise TTSError(f"cannot connect to the Ray cluster at {address}: {exc.strerror or exc} "
+                       "(is `ray start --head` running there?)") from None
 
 
 @dataclass
@@ -166,6 +179,8 @@ class RayEngine:
         self.ray = ray
         spec = self.spec
         settings = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
+        if spec.address not in (None, "auto"):
+            check_reachable(spec.address)  # Ray itself would retry an address where nothing answers for ever
         try:
             if spec.local is not None:
                 ray.init(num_cpus=spec.local * spec.cpus_per_worker, **settings)

@@ -319,6 +319,10 @@ def narrate_books(books: Sequence[tuple[Sequence[str | os.PathLike], str | os.Pa
     plans = [make_plan(read_book(inputs), splitter) for inputs, _ in books]
     regenerate_keys = [plan.select(regenerate) for plan in plans]
     voice_obj = VoiceLibrary(voices_dir).get(voice)
+    if cluster is not None:
+        from .cluster import RayEngine
+
+        ray_engine = RayEngine(cluster, model_dir, device)  # checks the device and reads the model card
     outdirs = [Path(outdir) for _, outdir in books]
     if len({d.resolve() for d in outdirs}) < len(outdirs):
         raise TTSError("two books would be narrated into the same output directory")
@@ -332,9 +336,7 @@ def narrate_books(books: Sequence[tuple[Sequence[str | os.PathLike], str | os.Pa
             check_same_book(manifest, plan, outdir)
             jobs.append(BookJob(plan, outdir, manifest, keys))
         if cluster is not None:
-            from .cluster import RayEngine
-
-            engine = stack.enter_context(RayEngine(cluster, model_dir, device))
+            engine = stack.enter_context(ray_engine)  # connects to the cluster (or starts one)
         else:
             engine = LocalEngine(tts or TextToSpeech(model_dir, device=device))
         options = resolve(preset_name, engine.card, **(overrides or {}))
