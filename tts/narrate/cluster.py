@@ -94,14 +94,15 @@ class NarrationWorker:
         return self.error
 
     def make(self, batch: list[PlannedChunk], takes: dict[str, int], options, book_seed: int, check,
-             retries: int) -> list[tuple[int, np.ndarray | None, str | None]]:
-        """(index in `batch`, audio or None, reason or None) for each chunk, kept ones first."""
+             retries: int) -> tuple[float, list[tuple[int, np.ndarray | None, str | None]]]:
+        """(seconds it took; (index in `batch`, audio or None, reason or None) for each chunk, kept ones first)."""
+        start = time.perf_counter()
         index = {chunk.key: i for i, chunk in enumerate(batch)}
         outcomes = []
         BatchMaker(self.tts, self.cond, options, book_seed, check, retries).make(
             batch, takes, keep=lambda chunk, wav: outcomes.append((index[chunk.key], wav, None)),
             fail=lambda chunk, reason: outcomes.append((index[chunk.key], None, reason)))
-        return outcomes
+        return time.perf_counter() - start, outcomes
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
@@ -157,6 +158,10 @@ class RayEngine:
     model_dir: str | Path | None = None
     device: str | None = None  # "cpu", "cuda", or None/"auto": a GPU per worker where the cluster has GPUs
     slots: list[Slot] = field(default_factory=list)
+    # What a run cost, for benchmarks/narrate.py: "connect" (to the cluster, or starting it), "startup"
+    # (until the first worker had its model), "worker" (seconds inside make(), all workers), "driver"
+    # (seconds this process spent fetching and writing results), "batches", "chunks", "lost" (workers)
+    timings: dict = field(default_factory=dict)
 
     def __post_init__(self):
         from .. import audio
@@ -181,6 +186,7 @@ class RayEngine:
         settings = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False}
         if spec.address not in (None, "auto"):
             check_reachable(spec.address)  # Ray itself would retry an address where nothing answers for ever
+        started = time.perf_counter()
         try:
             if spec.local is not None:
                 ray.init(num_cpus=spec.local * spec.cpus_per_worker, **settings)
@@ -196,6 +202,8 @@ class RayEngine:
             ray.shutdown()
             raise
         log.info("Ray: %d workers, %s each", self.workers, self.resources)
+        self.timings = {"connect": time.perf_counter() - started, "startup": None, "worker": 0.0, "driver": 0.0,
+                        "batches": 0, "chunks": 0, "lost": 0}
         return self
 
     def __exit__(self, *exc) -> None:
@@ -245,6 +253,7 @@ class RayEngine:
         takes = [book_takes(job.manifest) for job in jobs]
         queue = collections.deque(longest_first([Task(i, batch) for i, job in enumerate(jobs)
                                                  for batch in make_batches(job.todo, options.text_batch)]))
+        begun = time.perf_counter()
         self.slots = [self._new_slot(clips_ref) for _ in range(self.workers)]
         running: dict = {}  # ObjectRef of a make() call -> its slot
         if report:
@@ -265,14 +274,17 @@ class RayEngine:
             ref = done[0]
             if ref in starting:
                 self._started(starting[ref], ref, clips_ref)
+                if self.timings["startup"] is None and starting[ref].starting is None:
+                    self.timings["startup"] = time.perf_counter() - begun
                 continue
             slot = running.pop(ref)
             task, slot.task = slot.task, None
+            fetched = time.perf_counter()
             try:
-                outcomes = ray.get(ref)
+                seconds, outcomes = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:  # not synthesis (BatchMaker isolates that): say why
                 reason = f"worker error: {describe_error(exc.cause if exc.cause is not None else exc)}"
-                outcomes = [(i, None, reason) for i in range(len(task.batch))]
+                seconds, outcomes = 0.0, [(i, None, reason) for i in range(len(task.batch))]
             except ray.exceptions.RayError as exc:  # the worker died, or its node, or the result with it
                 log.warning("lost a Ray worker with a batch of %d chunks (%s); making them again",
                             len(task.batch), describe_error(exc))
@@ -282,6 +294,7 @@ class RayEngine:
                     recorders[task.book].fail(failed, "its Ray worker was lost twice while making it "
                                                       "(killed, out of memory, or its node lost)")
                 self._replace(slot, clips_ref)
+                self.timings["lost"] += 1
                 continue
             recorder = recorders[task.book]
             for index, wav, reason in outcomes:
@@ -290,6 +303,10 @@ class RayEngine:
                 else:
                     recorder.fail(task.batch[index], reason)
             del outcomes
+            self.timings["worker"] += seconds
+            self.timings["driver"] += time.perf_counter() - fetched
+            self.timings["batches"] += 1
+            self.timings["chunks"] += len(task.batch)
         for job, state, recorder in zip(jobs, states, recorders):
             state.finished = time.perf_counter()
             job.made(state, recorder.failures)

@@ -58,6 +58,7 @@ class Summary:
     failures: list[Failure] = field(default_factory=list)
     progress: Progress | None = None
     rendered: Rendered | None = None
+    timings: dict = field(default_factory=dict)  # a Ray run's costs (see cluster.RayEngine.timings)
 
     @property
     def chunks(self) -> int:
@@ -348,6 +349,8 @@ def narrate_books(books: Sequence[tuple[Sequence[str | os.PathLike], str | os.Pa
             pending = [job for job in jobs if job.todo]
             if pending:
                 engine.synthesize(pending, voice_obj, options, check, retries, progress)
+                for job in pending:
+                    job.summary.timings = dict(getattr(engine, "timings", {}))
             for job in jobs:
                 job.summary.rendered = render(job.plan, job.manifest.rows(), job.outdir, output, engine.sample_rate,
                                               target_lufs, Pauses.from_options(options))
