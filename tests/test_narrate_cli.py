@@ -152,18 +152,24 @@ def _done_count(out: Path) -> int:
         return 0
 
 
+def _kill_when_done(process: subprocess.Popen, out: Path, chunks: int, seconds: float = 120) -> int:
+    """SIGKILL a narration once `chunks` chunks of `out` are done; the chunks done when it died."""
+    deadline = time.monotonic() + seconds
+    while _done_count(out) < chunks and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stdout.close()
+    return _done_count(out)
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_without_losing_or_repeating_chunks(tiny_model_dir, voices, tmp_path):
     book = long_txt(tmp_path / "book.txt", chapters=3, paragraphs=5)  # 18 chunks
     out = tmp_path / "out"
     slow = ["--diffusion-steps", "10", "--max-tokens", "32"]  # about 0.1 s a chunk: time to kill it mid-way
     process = _run_in_subprocess(tiny_model_dir, book, out, voices, slow)
-    deadline = time.monotonic() + 60
-    while _done_count(out) < 3 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done_before = _done_count(out)
+    done_before = _kill_when_done(process, out, 3)
     assert 3 <= done_before < 18, "the run ended before it could be killed"
     assert not (out / "book.flac").exists()
     kept = {key: row for key, row in manifest_rows(out).items() if row["status"] == "done"}

@@ -20,8 +20,8 @@ import soundfile as sf
 
 from tests.books import long_txt
 from tests.test_cli import assert_one_line_error
-from tests.test_narrate_cli import (FAST, ROOT, _done_count, assert_complete, file_stamps, manifest_rows, narrate,
-                                    voices)  # noqa: F401 - voices is a fixture
+from tests.test_narrate_cli import (FAST, ROOT, _done_count, _kill_when_done, _run_in_subprocess, assert_complete,
+                                    file_stamps, manifest_rows, narrate, voices)  # noqa: F401 - voices: a fixture
 
 # Ray 2.5x+ clusters want a token (made in ~/.ray/auth_token by the head if missing) from every driver,
 # which Ray reads when it is imported: the head and every driver here run with token authentication.
@@ -154,24 +154,11 @@ def test_a_worker_killed_mid_batch_is_replaced_and_the_run_completes(cluster, ti
     assert sorted(writes) == sorted(Path(r["audio"]).name for r in rows.values())  # each chunk written once
 
 
-def _driver(model_dir, book, out, voices_dir, address) -> subprocess.Popen:
-    env = {**os.environ, "TTS_VOICES_DIR": str(voices_dir), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "cli", "narrate", str(book), "--voice", "alice", "--model-dir", str(model_dir),
-               "-o", str(out), "--format", "flac", *FAST, *SLOW, "--ray", address]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
 def test_a_killed_driver_resumes_without_redoing_finished_chunks(cluster, tiny_model_dir, voices, tmp_path):
     book = long_txt(tmp_path / "book.txt", chapters=3, paragraphs=5)  # 18 chunks
     out = tmp_path / "out"
-    driver = _driver(tiny_model_dir, book, out, voices, cluster)
-    deadline = time.monotonic() + 120
-    while _done_count(out) < 3 and driver.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    driver.stdout.close()
-    done_before = _done_count(out)
+    driver = _run_in_subprocess(tiny_model_dir, book, out, voices, [*SLOW, "--ray", cluster])
+    done_before = _kill_when_done(driver, out, 3)
     assert 3 <= done_before < 18, "the run ended before it could be killed"
     kept = {Path(r["audio"]).name for r in manifest_rows(out).values() if r["status"] == "done"}
     stamps = {name: stamp for name, stamp in file_stamps(out).items() if name in kept}
