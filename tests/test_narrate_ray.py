@@ -23,9 +23,10 @@ from tests.test_cli import assert_one_line_error
 from tests.test_narrate_cli import (FAST, ROOT, _done_count, _kill_when_done, _run_in_subprocess, assert_complete,
                                     file_stamps, manifest_rows, narrate, voices)  # noqa: F401 - voices: a fixture
 
-# Ray 2.5x+ clusters want a token (made in ~/.ray/auth_token by the head if missing) from every driver,
-# which Ray reads when it is imported: the head and every driver here run with token authentication.
-os.environ.setdefault("RAY_AUTH_MODE", "token")
+# Ray turns token authentication on by itself when ~/.ray/auth_token exists (a head then wants the token
+# from every driver) and reads the mode when it is imported: this module's cluster listens on 127.0.0.1
+# only and runs without it, whatever the machine holds, as do the drivers here (they inherit this).
+os.environ["RAY_AUTH_MODE"] = "disabled"
 ray = pytest.importorskip("ray")  # the test extra installs it; skipped only where it was left out
 
 SLOW = ["--text-batch", "1", "--diffusion-steps", "10", "--max-tokens", "32"]  # time to kill something mid-way
@@ -44,7 +45,8 @@ def cluster():
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 characters
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
     head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-                             f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
+                             f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
+                             "--include-dashboard=false",
                              f"--temp-dir={temp}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"127.0.0.1:{port}"

@@ -34,7 +34,8 @@ import numpy as np
 
 from ..errors import TTSError
 from .plan import PlannedChunk
-from .runner import BatchMaker, Progress, Recorder, describe_error, book_takes, make_batches, start_progress
+from .runner import (BatchMaker, Progress, Recorder, book_takes, combined_report, describe_error, make_batches,
+                     start_progress)
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +243,6 @@ class RayEngine:
     def synthesize(self, jobs: list, voice, options, check, retries: int,
                    progress: Callable[[Progress], None] | None) -> None:
         """Make every job's (book's) pending chunks on the workers; see the module docstring."""
-        from .job import combined_report
-
         ray = self.ray
         clips_ref = ray.put(voice.load_clips(self.cond_rate))
         states = [start_progress(job.todo) for job in jobs]

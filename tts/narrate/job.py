@@ -35,7 +35,7 @@ from .inputs import read_book
 from .loudness import DEFAULT_TARGET_LUFS
 from .plan import Plan, make_plan
 from .render import Pauses, Rendered, output_format, remove_scratch, render
-from .runner import CHUNKS_DIR, Failure, Progress, Runner, start_progress
+from .runner import CHUNKS_DIR, Failure, Progress, Runner, combined_report, start_progress
 from .store import DONE, Manifest, Row
 from .writers import require_ffmpeg
 
@@ -258,15 +258,6 @@ class LocalEngine:
             runner = Runner(self.tts, cond, options, job.manifest, job.outdir, job.digest, job.seed,
                             check=check, retries=retries, progress=report)
             job.made(runner.run(job.todo, state), runner.failures)
-
-
-def combined_report(states: list[Progress], progress: Callable[[Progress], None] | None
-                    ) -> Callable[[Progress], None] | None:
-    """A progress callback for one book's state that shows `progress` the run's state: the one book's
-    own when it is alone, else the sum over every book."""
-    if progress is None or len(states) == 1:
-        return progress
-    return lambda state: progress(Progress.combine(states))
 
 
 def book_outdirs(inputs: Sequence[str | os.PathLike], library: str | os.PathLike) -> list[tuple[list[Path], Path]]:

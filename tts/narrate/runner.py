@@ -210,6 +210,15 @@ def start_progress(chunks: list[PlannedChunk]) -> Progress:
     return Progress(len(chunks), sum(len(c.text) for c in chunks), started=time.perf_counter())
 
 
+def combined_report(states: list[Progress], progress: Callable[[Progress], None] | None
+                    ) -> Callable[[Progress], None] | None:
+    """A progress callback for one book's state that shows `progress` the run's state: the one book's
+    own when it is alone, else the sum over every book."""
+    if progress is None or len(states) == 1:
+        return progress
+    return lambda state: progress(Progress.combine(states))
+
+
 def book_takes(manifest: Manifest) -> dict[str, int]:
     """Each chunk's take (how often it was regenerated): part of its batch's seed."""
     return {key: row.take for key, row in manifest.rows().items()}
