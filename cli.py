@@ -273,21 +273,24 @@ def train(task, config, overrides, export_weights):
 @click.option("--dvae", "dvae_path", required=True, type=click.Path(dir_okay=False), help="Trained DVAE component.")
 @click.option("--name", default="triforce-small", show_default=True)
 @click.option("--precision", "storage", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
-              help="How weights are stored (int8 is smallest but training cannot restart from it).")
+              help="How weights are stored (int8 is smallest; training restarts from it only approximately).")
+@click.option("--int8", "int8_roles", multiple=True, type=click.Choice(["gpt", "flow", "dvae", "diffusion"]),
+              help="Store this component's large matrices as int8, the rest as --precision (repeatable).")
 @click.option("--diffusion-input", type=click.Choice(["codes", "latents"]), default="codes", show_default=True,
               help="What the diffusion decoder was trained on.")
 @click.option("--cond-seconds", type=click.FloatRange(0.5, 30), default=3.0, show_default=True,
               help="Seconds of each voice clip used for conditioning (the trainers' data.cond_seconds).")
 @user_errors
-def export_model(dst, gpt_path, flow_path, diffusion_path, dvae_path, name, storage, diffusion_input, cond_seconds):
+def export_model(dst, gpt_path, flow_path, diffusion_path, dvae_path, name, storage, int8_roles, diffusion_input,
+                 cond_seconds):
     """Assemble trained components into the model directory DST."""
     import torch
 
     from tts.train.export import export_model as export
 
-    export(dst, gpt_path, diffusion_path, dvae_path, flow_path=flow_path, name=name, int8=storage == "int8",
-           dtype=torch.float16 if storage == "fp16" else None, diffusion_input=diffusion_input,
-           cond_seconds=cond_seconds)
+    export(dst, gpt_path, diffusion_path, dvae_path, flow_path=flow_path, name=name,
+           int8=True if storage == "int8" else set(int8_roles), dtype=torch.float16 if storage == "fp16" else None,
+           diffusion_input=diffusion_input, cond_seconds=cond_seconds)
     click.echo(f"wrote {dst}")
 
 

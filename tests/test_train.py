@@ -18,6 +18,7 @@ from tests.corpus import make_corpus
 from tests.tiny import make_voice
 from tts.audio import HIFIGAN_SAMPLE_RATE
 from tts.errors import TTSError
+from tts.pipeline import TextToSpeech
 from tts.train.config import load_config
 from tts.train.run import train
 
@@ -132,6 +133,20 @@ def test_exported_model_speaks(trained, tmp_path):
     assert 0 < len(wav) / rate <= most
     assert np.isfinite(wav).all() and np.abs(wav).max() > 0
     assert f"({len(wav) / rate:.1f} s)" in result.output  # what the command says it wrote
+
+
+def test_export_stores_only_the_named_roles_as_int8(trained, tmp_path):
+    from click.testing import CliRunner
+
+    model = tmp_path / "model"
+    result = CliRunner().invoke(main, ["export-model", str(model), "--gpt", str(trained / "gpt" / "model.safetensors"),
+                                       "--dvae", str(trained / "dvae" / "model.safetensors"), "--int8", "gpt"])
+    assert result.exit_code == 0, result.output
+    with safe_open(str(model / "gpt.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} >= {torch.int8, torch.float16}
+    with safe_open(str(model / "dvae.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys() if f.get_tensor(k).is_floating_point()} == {torch.float16}
+    assert TextToSpeech(model).gpt is not None  # loads: int8 matrices are expanded on load
 
 
 def test_data_parallel_on_cpu_with_two_processes(trained, corpus, tmp_path):

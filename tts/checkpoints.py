@@ -26,6 +26,7 @@ import pickletools
 import shutil
 import warnings
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -261,11 +262,14 @@ def load_component(path: str | os.PathLike, expected_kind: str | None = None) ->
 
 
 def save_model_dir(path: str | os.PathLike, card: ModelCard, tokenizer_file: Path | None = None,
-                   mel_norms: torch.Tensor | None = None, dtype: torch.dtype | None = None, int8: bool = False,
-                   **components: nn.Module) -> Path:
+                   mel_norms: torch.Tensor | None = None, dtype: torch.dtype | None = None,
+                   int8: bool | Collection[str] = False, **components: nn.Module) -> Path:
     """Write a model directory in our layout. `components` maps roles (gpt, diffusion, vocoder, clvp,
     latent_decoder) to modules; a vocoder given as the string UNIVERSAL_HIFIGAN is referenced, not stored.
+    `int8`: True stores every component's large matrices as int8, a collection only those roles' (the
+    others in `dtype`).
     """
+    int8_roles = set(components) if int8 is True else set(int8 or ())
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     card = dataclasses.replace(card, components={})
@@ -279,7 +283,8 @@ def save_model_dir(path: str | os.PathLike, card: ModelCard, tokenizer_file: Pat
             continue
         kind = _kind_of(module)
         card.components[role] = f"{role}.safetensors"
-        save_component(path / f"{role}.safetensors", kind, module, dtype, int8=int8)
+        quantised = role in int8_roles
+        save_component(path / f"{role}.safetensors", kind, module, None if quantised else dtype, int8=quantised)
     if tokenizer_file is not None:
         shutil.copyfile(tokenizer_file, path / "tokenizer.json")
     if mel_norms is not None:

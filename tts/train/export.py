@@ -5,6 +5,7 @@ speech (`tts reconstruct`) but does not read text."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -34,11 +35,13 @@ FLOW_PRESETS = {"ultra_fast": {"diffusion_steps": 4}, "fast": {"diffusion_steps"
 
 def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: str | Path | None,
                  dvae_path: str | Path, flow_path: str | Path | None = None, name: str = "triforce-small",
-                 cond_seconds: float = 3.0, int8: bool = False, dtype: torch.dtype | None = torch.float16,
+                 cond_seconds: float = 3.0, int8: bool | Collection[str] = False,
+                 dtype: torch.dtype | None = torch.float16,
                  diffusion_input: str = "codes", presets: dict | None = None) -> Path:
     """Write DST. At most one of `diffusion_path` and `flow_path` (neither: the DVAE's coarse mel is
-    the output, for gating a GPT early); `int8` stores large matrices as int8 (smallest, not for
-    restarting training), else floats in `dtype` (None: float32)."""
+    the output, for gating a GPT early); `int8` stores large matrices as int8 (smallest; training
+    restarts from it only approximately): True for every component, or the roles named (e.g. gpt,
+    flow); the rest are floats in `dtype` (None: float32)."""
     if diffusion_path is not None and flow_path is not None:
         raise TTSError("give one decoder: a flow decoder (with its DVAE) or a diffusion decoder")
     dvae = load_component(dvae_path, "dvae")
@@ -63,4 +66,4 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
         diffusion_input=diffusion_input, silence_code=silence, end_codes=end, presets=presets or {},
         decoder=decoder,
     )
-    return save_model_dir(dst, card, int8=int8, dtype=None if int8 else dtype, **modules)
+    return save_model_dir(dst, card, int8=int8, dtype=dtype, **modules)
