@@ -97,6 +97,13 @@ def test_a_new_run_can_start_from_committed_weights(trained, corpus, tmp_path):
     assert all(torch.equal(loaded[k], saved[k]) for k in saved)
 
 
+def test_dvae_l1_term_is_logged_and_trained(corpus, tmp_path):
+    train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=2) + ["task.l1=0.5"])
+    rows = list(csv.DictReader(open(tmp_path / "dvae" / "log.csv")))
+    assert all(float(r["l1"]) > 0 for r in rows)
+    assert all(float(r["loss"]) > float(r["mse"]) + 0.5 * float(r["l1"]) - 1e-6 for r in rows)
+
+
 def test_resume_continues_from_the_checkpoint(corpus, tmp_path):
     train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=2))
     log = tmp_path / "dvae" / "log.csv"

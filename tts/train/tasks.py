@@ -69,20 +69,28 @@ def component_id(module: nn.Module) -> str:
 # ----------------------------------------------------------------------------------------------- DVAE
 
 class DVAETraining(nn.Module):
-    def __init__(self, config: DVAEConfig):
+    """Reconstruction MSE (plus `l1` times the L1 error, which smooths less) and the commitment term."""
+
+    def __init__(self, config: DVAEConfig, l1: float = 0.0):
         super().__init__()
         self.dvae = DVAE(config)
+        self.l1 = l1
 
     def forward(self, mel: torch.Tensor, ref_mel: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """mel: normalised (B, C, T) with T a multiple of the downsampling factor; ref_mel (B, C, F):
         normalised clips of the same speakers (other utterances), for a speaker-conditioned decoder."""
         recon, commitment, codes = self.dvae(mel, ref_mel)
         mse = F.mse_loss(recon.float(), mel)
+        loss = mse + commitment
+        extra = {}
+        if self.l1:
+            l1 = F.l1_loss(recon.float(), mel)
+            loss, extra = loss + self.l1 * l1, {"l1": l1.detach()}
         counts = torch.bincount(codes.flatten(), minlength=self.dvae.config.num_tokens).float()
         probs = counts / counts.sum()
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
-        return {"loss": mse + commitment, "mse": mse.detach(), "commitment": commitment.detach(),
-                "perplexity": perplexity.detach()}
+        return {"loss": loss, "mse": mse.detach(), "commitment": commitment.detach(),
+                "perplexity": perplexity.detach(), **extra}
 
 
 class DVAETask:
@@ -91,7 +99,7 @@ class DVAETask:
     def __init__(self, config: TrainConfig, device: torch.device):
         self.config = config
         model_config = _model_config(DVAEConfig, config, mel_channels=MEL.n_mels)
-        self.module = DVAETraining(model_config)
+        self.module = DVAETraining(model_config, l1=float(config.task_options.get("l1", 0.0)))
         self.corpus = _corpus(config)
         self.splits = dict(zip(("train", "val"), self.corpus.split(config.data.val_fraction)))
         f = model_config.downsample_factor
