@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..adapters import AdapterStore
 from ..errors import TTSError
 from ..fileio import exclusive_lock, write_text_atomic
 from ..quality import DurationCheck
@@ -333,6 +334,10 @@ def narrate_books(books: Sequence[tuple[Sequence[str | os.PathLike], str | os.Pa
             engine = LocalEngine(tts or TextToSpeech(model_dir, device=device))
         options = resolve(preset_name, engine.card, **(overrides or {}))
         settings = settings_of(options, voice_obj, engine.model_id, engine.sample_rate)
+        adapter = (engine.tts.adapter(voice_obj) if isinstance(engine, LocalEngine)
+                   else AdapterStore().load(engine.model_id, voice_obj))
+        if adapter is not None:  # a fine-tuned voice: its chunks are remade when it is tuned again
+            settings["voice_adapter"] = adapter.digest
         digest = settings_hash(settings)
         for job in jobs:
             job.sync(settings, digest, seed)
