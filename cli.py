@@ -219,9 +219,9 @@ def voices_list(model_dir, voices_dir):
 
 @voices.command("finetune")
 @click.argument("name")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True,
-              help="Most minutes of training (over every resumed part of the run).")
-@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Training steps.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Most minutes of training, over every resumed part of the run (default: 8).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (default: 300).")
 @click.option("--transcripts", type=click.Path(dir_okay=False), default=None,
               help="The clips' words, one line each: CLIP<TAB>TEXT or CLIP|TEXT (CLIP: its file name). Without "
                    "it the offline speech recogniser writes them (pip install .[finetune]).")
@@ -259,7 +259,8 @@ def voices_finetune(obj, name, minutes, steps, transcripts, remove, model_dir, d
         click.echo(f"removed the fine-tuning of voice {name} for the model in {path}")
         return
     check_card(card, path)
-    config = FinetuneConfig(steps=steps, minutes=minutes).validate()
+    given = {"steps": steps, "minutes": minutes}
+    config = FinetuneConfig(**{k: v for k, v in given.items() if v is not None}).validate()
     voice_clips(voice, audio.MEL_SPECS[card.diffusion_mel].sample_rate)  # bad clips fail before the model loads
     has_gpt = "gpt" in card.components
     texts = read_transcripts(transcripts, voice) if transcripts and has_gpt else None

@@ -97,6 +97,17 @@ def test_an_adapter_that_does_not_help_is_not_kept(tts, library):
                    for p in adapters_root().rglob("*"))
 
 
+def test_the_server_picks_up_a_voice_fine_tuned_while_it_runs(tts, library):
+    from tts.sampling.options import Options
+    from tts.serve.engine import Engine
+
+    engine, voice = Engine(tts, Options()), library.get("v")
+    zero_shot = engine.conditioning(voice)
+    assert engine.conditioning(voice) is zero_shot  # kept in memory
+    finetune(tts, voice, FAST, texts=TEXTS, judge=FakeJudge(0.1, 0.9))
+    assert not torch.equal(engine.conditioning(voice).flow_speaker, zero_shot.flow_speaker)
+
+
 def test_a_damaged_adapter_is_ignored(tts, library):
     voice = library.get("v")
     finetune(tts, voice, FAST, texts=TEXTS, judge=FakeJudge(0.1, 0.9))

@@ -36,6 +36,7 @@ FORMAT = "tts-voice-adapter/1"
 PARTS = ("gpt", "dvae_speaker", "flow_speaker")  # the Conditioning fields an adapter may replace
 KEY_HEX = 20  # fingerprint characters in the file name
 _ADAPTER_FILE = re.compile(rf"[0-9a-f]{{{KEY_HEX}}}\.safetensors")
+_STATE_FILE = re.compile(rf"\.[0-9a-f]{{{KEY_HEX}}}\.partial\.safetensors")
 
 
 @dataclass
@@ -151,8 +152,9 @@ class AdapterStore:
         tensors = {k: v.detach().float().cpu().contiguous() for k, v in adapter.tensors.items()}
         with atomic_path(folder / name) as tmp:
             save_file(tensors, str(tmp), metadata={"adapter": info.to_json()})
-        for old in folder.iterdir():
-            if _ADAPTER_FILE.fullmatch(old.name) and old.name != name:
+        for old in folder.iterdir():  # adapters and unfinished runs for clips the voice no longer has
+            stale = _ADAPTER_FILE.fullmatch(old.name) or _STATE_FILE.fullmatch(old.name)
+            if stale and not old.name.lstrip(".").startswith(info.clips[:KEY_HEX]):
                 old.unlink(missing_ok=True)
         return folder / name
 
@@ -167,6 +169,13 @@ class AdapterStore:
         except OSError as exc:
             raise TTSError(f"cannot remove {folder}: {exc.strerror or exc}") from None
         return found
+
+    def stamp(self, model_id: str, voice: Voice, fingerprint: str | None = None) -> int | None:
+        """The adapter file's modification time (ns), or None when there is none: a cheap change marker."""
+        try:
+            return self.path(model_id, voice, fingerprint).stat().st_mtime_ns
+        except OSError:
+            return None
 
     def is_tuned(self, model_id: str, voice: Voice) -> bool:
         """Whether `voice`, with its clips as they are now, has an adapter for the model."""

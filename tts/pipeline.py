@@ -174,6 +174,12 @@ class TextToSpeech:
             return None
         return self.adapters.load(self.models.model_id, voice, fingerprint)
 
+    def adapter_stamp(self, voice: Voice, fingerprint: str | None = None) -> int | None:
+        """Changes whenever the voice's adapter for this model does (None: it has none), without reading it."""
+        if self.adapters is None:
+            return None
+        return self.adapters.stamp(self.models.model_id, voice, fingerprint)
+
     @torch.no_grad()
     def base_conditioning(self, voice: Voice, fingerprint: str | None = None) -> Conditioning:
         """The voice's zero-shot conditioning latents, from the cache or computed from its clips (then cached)."""
