@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..adapters import AdapterStore
 from ..errors import TTSError
 from ..fileio import exclusive_lock, write_text_atomic
 from ..quality import DurationCheck
@@ -297,6 +296,7 @@ def narrate_books(books: Sequence[tuple[Sequence[str | os.PathLike], str | os.Pa
     own model) and this process keeps every book's manifest and files; ``device`` is then the
     workers' ("auto": a GPU each where the cluster has them).
     """
+    from ..adapters import AdapterStore
     from ..pipeline import TextToSpeech, model_text_splitter
     from ..sampling.options import resolve
     from ..voices import VoiceLibrary
