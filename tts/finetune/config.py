@@ -20,7 +20,8 @@ class FinetuneConfig:
 
     steps: int = 300
     minutes: float = 8.0  # of training; with loading, transcribing and judging a run stays under 10 minutes
-    lr: float = 0.01
+    lr: float = 0.01  # the decoders' speaker vectors
+    gpt_lr: float = 0.003  # the GPT's voice latent (0.01 already overfitted two clips on a part-trained GPT)
     anchor: float = 1e-3  # pull towards the zero-shot vectors (squared distance relative to their RMS)
     crop_seconds: float = 2.5  # decoder windows (as the flow decoder was trained)
     noise_draws: int = 2  # flow times and noises drawn per clip window and step

@@ -186,7 +186,8 @@ def train_loop(params: dict[str, torch.nn.Parameter], state: RunState, objective
     """Adam on `params` from `state.step` until `config.steps` or `config.minutes` of training (counted in
     `state.elapsed`); `state` follows, and is saved every `save_every_s` seconds, on Ctrl-C and at the end."""
     names = list(params)
-    optimizer = torch.optim.Adam([{"params": [params[n]], "lr": config.lr * float(objective.scale[n])}
+    rates = {n: config.gpt_lr if n == "gpt" else config.lr for n in names}
+    optimizer = torch.optim.Adam([{"params": [params[n]], "lr": rates[n] * float(objective.scale[n])}
                                   for n in names])
     if state.moments:
         restore_moments(optimizer, names, state.moments)
