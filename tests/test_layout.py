@@ -35,9 +35,14 @@ def test_only_the_generate_module_picks_graph_or_eager():
     assert users == {"tts.sampling.generate"}
 
 
-@pytest.mark.parametrize("entry", ["tts.pipeline", "tts.narrate", "tts.streaming", "tts.voices"])
+@pytest.mark.parametrize("entry", ["tts.pipeline", "tts.narrate", "tts.streaming", "tts.voices", "tts.adapters",
+                                   "tts.serve.engine"])
 def test_inference_never_imports_training_code(entry):
-    assert not {m for m in reachable(entry) if m.startswith(("tts.train", "tts.data"))}
+    assert not {m for m in reachable(entry) if m.startswith(("tts.train", "tts.data", "tts.finetune"))}
+
+
+def test_fine_tuning_does_not_import_the_trainers():
+    assert not {m for m in reachable("tts.finetune.run") if m.startswith(("tts.train", "tts.data"))}
 
 
 def test_narration_does_not_import_the_evaluation():

@@ -103,14 +103,21 @@ def tiny_flow_modules(seed: int = 0) -> dict[str, torch.nn.Module]:
     return {"gpt": gpt, "dvae": dvae, "flow": flow, "vocoder": vocoder}
 
 
-def make_tiny_flow_model_dir(path: Path, seed: int = 0, gpt: bool = True) -> Path:
-    """A tiny model directory of our own kind (phonemes, DVAE + flow decoder); without `gpt`, decoder-only."""
+def make_tiny_flow_model_dir(path: Path, seed: int = 0, gpt: bool = True, live_flow: bool = False) -> Path:
+    """A tiny model directory of our own kind (phonemes, DVAE + flow decoder); without `gpt`, decoder-only.
+    `live_flow`: the flow decoder's zero-initialised layers get small random weights (as training gives
+    them), so that its output, and its gradients, depend on its inputs and speaker."""
     from tts.text.phonemes import PhonemeTokenizer
     from tts.train.export import FLOW_PRESETS
 
     modules = tiny_flow_modules(seed)
     if not gpt:
         del modules["gpt"]
+    if live_flow:
+        with torch.no_grad():
+            for p in modules["flow"].parameters():
+                if not p.any():
+                    p.normal_(std=0.05)
     samples = 3 * audio.HIFIGAN_SAMPLE_RATE
     card = ModelCard(name="tiny-flow", tokenizer="phonemes", phonemes=PhonemeTokenizer().to_dict(),
                      cond_mel=audio.HIFIGAN_MEL.name, cond_samples=samples, cond_norm="range",

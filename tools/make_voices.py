@@ -5,7 +5,9 @@
 Writes OUT/<voice>/<n>.flac, where a Kokoro speaker ``kokoro-NAME`` ships as voice ``NAME``: three
 clips per speaker, read by the same engine and processing as
 the corpus (tts.data.corpus.make_item), from sentences that are neither in the corpus's text pool
-style nor in the evaluation set.
+style nor in the evaluation set. The held-out Kokoro speakers (``kokoro-tebualpha``,
+``kokoro-kumo-gongitsune``, ``kokoro-gongitsune-alpha``: never in the corpus) are made only when named,
+as voices of out-of-corpus speakers for measuring cloning (benchmarks/finetune.py).
 """
 
 import shutil
@@ -13,7 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tts.data.corpus import Job, make_item, plan_speakers
+from tts.data.corpus import Job, Speaker, make_item, plan_speakers
+from tts.data.voices import KOKORO_HELD_OUT, VOICES, KokoroEngine, VoiceSpec
 from tts.data.texts import Sentence
 
 REFERENCE_SENTENCES = (
@@ -27,8 +30,16 @@ def shipped_name(speaker: str) -> str:
     return speaker.removeprefix("kokoro-")
 
 
+def held_out_speakers() -> list[Speaker]:
+    """The Kokoro recipes never trained on (tts.data.voices.KOKORO_HELD_OUT), as `kokoro-NAME`: voices of
+    out-of-corpus speakers, for measuring cloning (benchmarks/finetune.py); never shipped."""
+    return [Speaker(f"kokoro-{name}", VoiceSpec(f"kokoro-{name}", KokoroEngine, {"recipe": recipe}, variants=False))
+            for name, recipe in KOKORO_HELD_OUT.items()]
+
+
 def main(out: str, names: list[str]) -> None:
-    speakers = [s for s in plan_speakers() if not names or s.name in names]
+    speakers = [s for s in plan_speakers() + held_out_speakers() if s.name in names
+                or (not names and s.voice.name in VOICES)]
     with tempfile.TemporaryDirectory() as scratch:
         for speaker in speakers:
             for n, text in enumerate(REFERENCE_SENTENCES, 1):

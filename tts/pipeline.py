@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from . import audio
+from .adapters import AdapterStore, VoiceAdapter
 from .checkpoints import ModelBundle, load_model_dir
 from .device import resolve_device
 from .errors import TTSError
@@ -106,7 +107,10 @@ class TextToSpeech:
     Vocoders follow it on CUDA and stay float32 on the CPU (`tts.precision.vocoder_precision`)."""
 
     def __init__(self, model_dir: str | os.PathLike | None = None, device: str | None = "cpu",
-                 cache: str | os.PathLike | None = None, precision: str = "fp32"):
+                 cache: str | os.PathLike | None = None, precision: str = "fp32",
+                 adapters: str | os.PathLike | None = None, use_adapters: bool = True):
+        """`adapters`: the directory of fine-tuned voice adapters (tts.adapters; default: in the user data
+        directory); `use_adapters=False` speaks every voice zero-shot."""
         self.device = resolve_device(device)
         half_dtype(precision)  # TTSError for an unknown name
         self.precision = precision
@@ -124,6 +128,7 @@ class TextToSpeech:
         self.cond_mel = audio.MEL_SPECS[card.cond_mel]
         self.diffusion_mel = audio.MEL_SPECS[card.diffusion_mel]
         self.cache_dir = cache_dir(cache) / "latents" / self.models.model_id
+        self.adapters = AdapterStore(adapters) if use_adapters else None
 
     def inference(self) -> contextlib.ExitStack:
         """No autograd, and autocast to this instance's precision: wrap every model call in it."""
@@ -155,13 +160,33 @@ class TextToSpeech:
         return self.splitter
 
     # -- voices ---------------------------------------------------------------------------------
-    @torch.no_grad()
     def conditioning(self, voice: Voice) -> Conditioning:
-        """The voice's conditioning latents, from the cache or computed from its clips (then cached)."""
+        """The voice as the models see it: its zero-shot conditioning (:meth:`base_conditioning`), with
+        the vectors of its fine-tuned adapter for this model in their place when it has one."""
+        fingerprint = voice.fingerprint()
+        cond = self.base_conditioning(voice, fingerprint)
+        adapter = self.adapter(voice, fingerprint)
+        return adapter.apply(cond) if adapter is not None else cond
+
+    def adapter(self, voice: Voice, fingerprint: str | None = None) -> VoiceAdapter | None:
+        """The fine-tuned adapter of `voice` (its clips as they are now) for this model, or None."""
+        if self.adapters is None:
+            return None
+        return self.adapters.load(self.models.model_id, voice, fingerprint)
+
+    def adapter_stamp(self, voice: Voice, fingerprint: str | None = None) -> int | None:
+        """Changes whenever the voice's adapter for this model does (None: it has none), without reading it."""
+        if self.adapters is None:
+            return None
+        return self.adapters.stamp(self.models.model_id, voice, fingerprint)
+
+    @torch.no_grad()
+    def base_conditioning(self, voice: Voice, fingerprint: str | None = None) -> Conditioning:
+        """The voice's zero-shot conditioning latents, from the cache or computed from its clips (then cached)."""
         from safetensors.torch import load_file, save_file
 
         tag = "" if self.precision == "fp32" else f"-{self.precision}"  # latents computed in half precision differ
-        cached = self.cache_dir / f"{voice.name}-{voice.fingerprint()[:20]}{tag}.safetensors"
+        cached = self.cache_dir / f"{voice.name}-{(fingerprint or voice.fingerprint())[:20]}{tag}.safetensors"
         if cached.is_file():
             try:
                 t = load_file(str(cached), device=str(self.device))

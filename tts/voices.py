@@ -58,6 +58,16 @@ def user_voices_dir(override: str | os.PathLike | None = None) -> Path:
     return _xdg("XDG_DATA_HOME", ".local/share") / "tts" / "voices"
 
 
+def user_data_dir(override: str | os.PathLike | None = None) -> Path:
+    """Where the user's own data other than voices lives (fine-tuned voice adapters): `override`,
+    `$TTS_DATA_DIR`, or `$XDG_DATA_HOME/tts`."""
+    if override:
+        return Path(override)
+    if os.environ.get("TTS_DATA_DIR"):
+        return Path(os.environ["TTS_DATA_DIR"])
+    return _xdg("XDG_DATA_HOME", ".local/share") / "tts"
+
+
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
     if override:
         return Path(override)

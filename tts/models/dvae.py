@@ -202,4 +202,8 @@ class DVAE(nn.Module):
     def decode(self, codes: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
         """Codes (B, L) -> normalised mel (B, C, L * f); `speaker` (B, speaker_dim) from
         :meth:`speaker` when the decoder is conditioned."""
+        return self.decode_mel(codes, speaker)
+
+    def decode_mel(self, codes: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`decode` with autograd (gradients reach `speaker`: fine-tuning a voice's vector)."""
         return self._decode(self.quantizer.codebook[codes].transpose(1, 2), speaker)

@@ -296,6 +296,7 @@ def narrate_books(books: Sequence[tuple[Sequence[str | os.PathLike], str | os.Pa
     own model) and this process keeps every book's manifest and files; ``device`` is then the
     workers' ("auto": a GPU each where the cluster has them).
     """
+    from ..adapters import AdapterStore
     from ..pipeline import TextToSpeech, model_text_splitter
     from ..sampling.options import resolve
     from ..voices import VoiceLibrary
@@ -333,6 +334,10 @@ def narrate_books(books: Sequence[tuple[Sequence[str | os.PathLike], str | os.Pa
             engine = LocalEngine(tts or TextToSpeech(model_dir, device=device))
         options = resolve(preset_name, engine.card, **(overrides or {}))
         settings = settings_of(options, voice_obj, engine.model_id, engine.sample_rate)
+        adapter = (engine.tts.adapter(voice_obj) if isinstance(engine, LocalEngine)
+                   else AdapterStore().load(engine.model_id, voice_obj))
+        if adapter is not None:  # a fine-tuned voice: its chunks are remade when it is tuned again
+            settings["voice_adapter"] = adapter.digest
         digest = settings_hash(settings)
         for job in jobs:
             job.sync(settings, digest, seed)

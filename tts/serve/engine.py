@@ -42,7 +42,7 @@ class Engine:
     def __init__(self, tts: TextToSpeech, options: Options):
         self.tts = tts
         self.options = options.validate()
-        self._conditioning: OrderedDict[tuple[str, str], Conditioning] = OrderedDict()
+        self._conditioning: OrderedDict[tuple, Conditioning] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -61,7 +61,10 @@ class Engine:
         return self.tts.make_generator(self.options)
 
     def conditioning(self, voice: Voice) -> Conditioning:
-        key = (voice.name, voice.fingerprint())
+        """The voice's conditioning, kept in memory while its clips and its fine-tuned adapter stay the same
+        (a voice fine-tuned while the server runs is picked up by its next request)."""
+        fingerprint = voice.fingerprint()
+        key = (voice.name, fingerprint, self.tts.adapter_stamp(voice, fingerprint))
         with self._lock:
             if key in self._conditioning:
                 self._conditioning.move_to_end(key)
