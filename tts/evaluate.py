@@ -39,7 +39,7 @@ import numpy as np
 
 from . import audio
 from .errors import TTSError
-from .fileio import write_text_atomic
+from .fileio import read_lines, write_text_atomic
 from .quality import UNUSABLE as QUALITY_UNUSABLE
 from .quality import DurationCheck, audio_problems
 from .text.normalize import has_speech
@@ -75,12 +75,7 @@ BARS = Bars()
 def read_sentences(path: str | os.PathLike) -> list[str]:
     """One sentence per non-blank line; TTSError if the file is missing, empty or has a line with no words."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise TTSError(f"sentence file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TTSError(f"cannot read sentence file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    lines = read_lines(path, "sentence file")
     sentences = [line.strip() for line in lines if line.strip()]
     if not sentences:
         raise TTSError(f"sentence file {path} has no sentences")

@@ -69,3 +69,15 @@ def exclusive_lock(path: str | os.PathLike, busy: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_lines(path: str | os.PathLike, what: str) -> list[str]:
+    """The lines of a UTF-8 text file; a one-line TTSError naming the file as `what` (e.g. "sentence
+    file") when it is missing or unreadable."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise TTSError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TTSError(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}") from None

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import audio
 from ..errors import TTSError
+from ..fileio import read_lines
 from ..silence import is_silent
 from ..text.normalize import has_speech
 from ..voices import Voice
@@ -54,12 +55,7 @@ def read_transcripts(path: str | os.PathLike, voice: Voice) -> dict[str, str]:
     TTSError unless every clip of the voice has exactly one line with something to say, and every line
     names one of its clips."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise TTSError(f"transcript file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TTSError(f"cannot read transcript file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    lines = read_lines(path, "transcript file")
     names = [p.name for p in voice.clips]
     by_key = {}
     for name in names:
