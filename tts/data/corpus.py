@@ -434,9 +434,9 @@ def _log_build(out: Path, report: BuildReport, workers: int) -> None:
         v["item_s"] += st.item_s
         v["items"] += st.new_items
     entry = {"finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-             "wall_s": round(report.wall_s, 1), "workers": workers, "cpus": os.cpu_count(),
+             "wall_s": round(report.wall_s, 3), "workers": workers, "cpus": os.cpu_count(),
              "new_items": report.new_items, "new_audio_s": round(sum(v["audio_s"] for v in voices.values()), 1),
-             "voices": {k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in voices.items() if v["items"]}}
+             "voices": {k: {kk: round(vv, 3) for kk, vv in v.items()} for k, v in voices.items() if v["items"]}}
     with open(out / BUILDS, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")
 
