@@ -25,7 +25,8 @@ from tts.train.run import train
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SMALL = {
     "dvae": ["model.channels=16", "model.num_tokens=32", "model.codebook_dim=8", "model.resblocks=1",
-             "model.speaker_dim=8", "model.speaker_channels=8", "data.crop_seconds=0.5", "data.cond_seconds=0.5"],
+             "model.speaker_dim=8", "model.speaker_channels=8", "data.crop_seconds=0.5", "data.cond_seconds=0.5",
+             'task.init=""'],
     "gpt": ["model.layers=1", "model.model_dim=64", "model.heads=1", "model.conditioning_blocks=1",
             "data.cond_seconds=0.5", "task.alignment={layers=[0], heads=1}", "data.short_first_steps=0", "data.val_fraction=0.8"],
     "diffusion": ["model.model_channels=64", "model.num_layers=1", "model.num_heads=1", "data.cond_seconds=0.5"],
@@ -97,8 +98,37 @@ def test_a_new_run_can_start_from_committed_weights(trained, corpus, tmp_path):
     assert all(torch.equal(loaded[k], saved[k]) for k in saved)
 
 
+def test_dvae_phoneme_probe_reads_whole_utterances_and_reports_the_phoneme_error_rate(corpus, tmp_path):
+    train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=2) + ["task.ctc=0.5"])
+    rows = list(csv.DictReader(open(tmp_path / "dvae" / "log.csv")))
+    assert all(float(r["ctc"]) > 0 and float(r["loss"]) > float(r["mse"]) + 0.5 * float(r["ctc"]) - 1e-6 for r in rows)
+    assert all(0 <= float(r["val_per"]) <= 1.5 for r in rows)
+    # the probe trains with the run and is saved for resuming, but the exported DVAE has no probe
+    state = torch.load(tmp_path / "dvae" / "checkpoint.pt", weights_only=True)["model"]
+    assert any(k.startswith("probe.") for k in state)
+    with safe_open(str(tmp_path / "dvae" / "model.safetensors"), "pt") as f:
+        assert not any("probe" in k for k in f.keys())
+
+
+def test_ctc_targets_keep_the_phones_only():
+    from tts.text.phonemes import PhonemeTokenizer
+    from tts.train.tasks import ctc_targets
+
+    tokenizer = PhonemeTokenizer()
+    assert tokenizer.decode(ctc_targets(tokenizer, "ɐ lˈoʊf, ˈeɪt dˈɑːlɚz.")) == "ɐloʊfeɪtdɑlɚz"
+
+
+def test_phoneme_error_rate_decodes_greedily():
+    from tts.train.tasks import phoneme_error_rate
+
+    best = [0, 5, 5, 0, 5, 7, 7, 0]  # -> 5 5 7
+    log_probs = torch.nn.functional.one_hot(torch.tensor(best), 9).float().log()[:, None, :]  # (T, 1, 9)
+    per = phoneme_error_rate(log_probs, torch.tensor([8]), torch.tensor([[5, 7, 0]]), torch.tensor([2]))
+    assert float(per) == pytest.approx(0.5)  # one insertion against two phones
+
+
 def test_dvae_l1_term_is_logged_and_trained(corpus, tmp_path):
-    train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=2) + ["task.l1=0.5"])
+    train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=2) + ["task.l1=0.5", "task.ctc=0"])
     rows = list(csv.DictReader(open(tmp_path / "dvae" / "log.csv")))
     assert all(float(r["l1"]) > 0 for r in rows)
     assert all(float(r["loss"]) > float(r["mse"]) + 0.5 * float(r["l1"]) - 1e-6 for r in rows)

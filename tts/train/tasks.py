@@ -68,53 +68,159 @@ def component_id(module: nn.Module) -> str:
 
 # ----------------------------------------------------------------------------------------------- DVAE
 
-class DVAETraining(nn.Module):
-    """Reconstruction MSE (plus `l1` times the L1 error, which smooths less) and the commitment term."""
+class PhonemeProbe(nn.Module):
+    """CTC head that reads the phonemes back from the quantised codes (training only, never exported).
 
-    def __init__(self, config: DVAEConfig, l1: float = 0.0):
+    Its reach is small (three codes either side, each code seen as two CTC frames so that fast
+    speech, up to two phones per code, fits), so the phonemes have to be in the codes themselves:
+    the codebook is pushed towards content, as supervised speech tokenisers do (CosyVoice's S3).
+    (B, codebook_dim, L) -> log-probabilities (2L, B, classes), blank = the tokenizer's pad id.
+    """
+
+    FRAMES_PER_CODE = 2
+
+    def __init__(self, codebook_dim: int, classes: int, channels: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv1d(codebook_dim, channels, 3, padding=1), nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, padding=1), nn.ReLU(),
+            nn.Conv1d(channels, classes, 1),
+        )
+
+    def forward(self, quantised: torch.Tensor) -> torch.Tensor:
+        x = quantised.repeat_interleave(self.FRAMES_PER_CODE, dim=2)
+        return self.net(x).float().log_softmax(dim=1).permute(2, 0, 1)
+
+
+def ctc_targets(tokenizer: PhonemeTokenizer, phonemes: str) -> list[int]:
+    """The phones of an IPA string as tokenizer ids: stress, length marks, spaces and punctuation
+    dropped (they are not sounds a code has to carry, and they would crowd the CTC frames)."""
+    kept = "".join(ch for ch in phonemes if ch not in _NOT_PHONES)
+    return tokenizer.encode_phonemes(kept)
+
+
+_NOT_PHONES = frozenset("ˈˌːˑ") | frozenset(' !"\'(),-.:;?[]{}—…«»“”¿¡')
+
+
+class DVAETraining(nn.Module):
+    """Reconstruction MSE (plus `l1` times the L1 error, which smooths less) and the commitment term;
+    with `ctc` > 0 also `ctc` times the CTC loss of a :class:`PhonemeProbe` on the quantised codes."""
+
+    def __init__(self, config: DVAEConfig, l1: float = 0.0, ctc: float = 0.0, phoneme_classes: int = 0):
         super().__init__()
         self.dvae = DVAE(config)
         self.l1 = l1
+        self.ctc = ctc
+        self.probe = PhonemeProbe(config.codebook_dim, phoneme_classes) if ctc else None
 
-    def forward(self, mel: torch.Tensor, ref_mel: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, mel: torch.Tensor, ref_mel: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
+                phonemes: torch.Tensor | None = None, phoneme_lengths: torch.Tensor | None = None,
+                ) -> dict[str, torch.Tensor]:
         """mel: normalised (B, C, T) with T a multiple of the downsampling factor; ref_mel (B, C, F):
-        normalised clips of the same speakers (other utterances), for a speaker-conditioned decoder."""
-        recon, commitment, codes = self.dvae(mel, ref_mel)
-        mse = F.mse_loss(recon.float(), mel)
+        normalised clips of the same speakers (other utterances), for a speaker-conditioned decoder.
+        With the probe: whole utterances, frame_mask (B, T) of real frames, phonemes (B, n) CTC
+        targets with phoneme_lengths (B,)."""
+        dvae = self.dvae
+        mel = dvae._trim(mel)
+        z = dvae.encoder(mel)  # (B, codebook_dim, L)
+        quantised, codes = dvae.quantizer(z)
+        commitment = dvae.config.commitment * F.mse_loss(F.normalize(z, dim=1), quantised.detach())
+        speaker = dvae.speaker(ref_mel) if dvae.conditioned else None
+        recon = dvae._decode(quantised, speaker).float()
+        if frame_mask is None:
+            mse = F.mse_loss(recon, mel)
+            l1 = F.l1_loss(recon, mel) if self.l1 else None
+        else:
+            weight = frame_mask[:, None, :recon.shape[-1]].to(recon.dtype).expand_as(recon)
+            mse = ((recon - mel) ** 2 * weight).sum() / weight.sum()
+            l1 = ((recon - mel).abs() * weight).sum() / weight.sum() if self.l1 else None
         loss = mse + commitment
         extra = {}
-        if self.l1:
-            l1 = F.l1_loss(recon.float(), mel)
+        if l1 is not None:
             loss, extra = loss + self.l1 * l1, {"l1": l1.detach()}
-        counts = torch.bincount(codes.flatten(), minlength=self.dvae.config.num_tokens).float()
+        if self.probe is not None and phonemes is not None:
+            log_probs = self.probe(quantised)  # (2L, B, classes)
+            frames = frame_mask.sum(1) // dvae.config.downsample_factor * PhonemeProbe.FRAMES_PER_CODE
+            ctc = F.ctc_loss(log_probs, phonemes, frames.long(), phoneme_lengths, blank=0,
+                             zero_infinity=True)
+            loss = loss + self.ctc * ctc
+            extra["ctc"] = ctc.detach()
+            if not self.training:
+                extra["per"] = phoneme_error_rate(log_probs.detach(), frames, phonemes, phoneme_lengths)
+        counts = torch.bincount(codes.flatten(), minlength=dvae.config.num_tokens).float()
         probs = counts / counts.sum()
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
         return {"loss": loss, "mse": mse.detach(), "commitment": commitment.detach(),
                 "perplexity": perplexity.detach(), **extra}
 
 
+def phoneme_error_rate(log_probs: torch.Tensor, frames: torch.Tensor, targets: torch.Tensor,
+                       lengths: torch.Tensor) -> torch.Tensor:
+    """Greedy CTC decoding of (T, B, classes) against the targets: edit distance / target length."""
+    best = log_probs.argmax(-1).t()  # (B, T)
+    errors, total = 0, 0
+    for row, n_frames, target, n in zip(best.tolist(), frames.tolist(), targets.tolist(), lengths.tolist()):
+        decoded, previous = [], 0
+        for symbol in row[:int(n_frames)]:
+            if symbol != previous and symbol != 0:
+                decoded.append(symbol)
+            previous = symbol
+        errors += _edit_distance(decoded, target[:n])
+        total += n
+    return torch.tensor(errors / max(total, 1))
+
+
+def _edit_distance(a: list[int], b: list[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        diagonal, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
+    return row[-1]
+
+
 class DVAETask:
+    """Random crops by default; with `[task] ctc = W` whole utterances (padded, masked) so that the
+    phoneme probe can read each utterance's phonemes from its codes."""
+
     find_unused_parameters = False
 
     def __init__(self, config: TrainConfig, device: torch.device):
         self.config = config
         model_config = _model_config(DVAEConfig, config, mel_channels=MEL.n_mels)
-        self.module = DVAETraining(model_config, l1=float(config.task_options.get("l1", 0.0)))
+        self.ctc = float(config.task_options.get("ctc", 0.0))
+        self.tokenizer = PhonemeTokenizer()
+        self.module = DVAETraining(model_config, l1=float(config.task_options.get("l1", 0.0)), ctc=self.ctc,
+                                   phoneme_classes=self.tokenizer.vocab_size)
         self.corpus = _corpus(config)
         self.splits = dict(zip(("train", "val"), self.corpus.split(config.data.val_fraction)))
-        f = model_config.downsample_factor
+        self.factor = f = model_config.downsample_factor
         self.frames = max(f, int(config.data.crop_seconds * MEL.sample_rate / MEL.hop_length) // f * f)
         self.cond_frames = cond_frames(config) if model_config.speaker_dim else 0
 
     def batches(self, split: str, rng: random.Random, shard: tuple[int, int]) -> Iterator[dict]:
         items = self.splits[split]
         for idx in bucketed_batches([u.duration for u in items], self.config.data.batch_size, rng, shard):
-            mels = [crop_or_pad(self.corpus.mel(items[i]), self.frames, rng) for i in idx]
-            batch = {"mel": audio.normalize_mel(torch.from_numpy(np.stack(mels)))}
+            batch = self._whole(items, idx) if self.ctc else self._crops(items, idx, rng)
             if self.cond_frames:
                 refs = [self.corpus.cond_mel(items[i].speaker, items[i].id, self.cond_frames, rng) for i in idx]
                 batch["ref_mel"] = audio.normalize_mel(torch.from_numpy(np.stack(refs)))
             yield batch
+
+    def _crops(self, items: list[Utterance], idx: list[int], rng: random.Random) -> dict:
+        mels = [crop_or_pad(self.corpus.mel(items[i]), self.frames, rng) for i in idx]
+        return {"mel": audio.normalize_mel(torch.from_numpy(np.stack(mels)))}
+
+    def _whole(self, items: list[Utterance], idx: list[int]) -> dict:
+        mels = [self.corpus.mel(items[i]) for i in idx]
+        f = self.factor
+        lengths = [m.shape[1] // f * f for m in mels]
+        mel = pad_stack([m[:, :n] for m, n in zip(mels, lengths)], audio.LOG_SILENCE)  # (B, C, T)
+        mask = torch.arange(mel.shape[-1])[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
+        targets = [ctc_targets(self.tokenizer, items[i].phonemes) for i in idx]
+        phonemes = pad_stack([np.array(t, dtype=np.int64) for t in targets], 0, dtype=torch.long)
+        return {"mel": audio.normalize_mel(mel), "frame_mask": mask, "phonemes": phonemes,
+                "phoneme_lengths": torch.tensor([len(t) for t in targets])}
 
     def export(self, module: nn.Module, run_dir: Path) -> Path:
         path = run_dir / EXPORT_FILE
