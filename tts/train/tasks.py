@@ -112,6 +112,7 @@ class DVAETraining(nn.Module):
         self.l1 = l1
         self.ctc = ctc
         self.probe = PhonemeProbe(config.codebook_dim, phoneme_classes) if ctc else None
+        self.probe_only = False  # True: the probe learns to read the codes, the codes are left alone
 
     def forward(self, mel: torch.Tensor, ref_mel: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
                 phonemes: torch.Tensor | None = None, phoneme_lengths: torch.Tensor | None = None,
@@ -139,7 +140,7 @@ class DVAETraining(nn.Module):
         if l1 is not None:
             loss, extra = loss + self.l1 * l1, {"l1": l1.detach()}
         if self.probe is not None and phonemes is not None:
-            log_probs = self.probe(quantised)  # (2L, B, classes)
+            log_probs = self.probe(quantised.detach() if self.probe_only else quantised)  # (2L, B, classes)
             frames = frame_mask.sum(1) // dvae.config.downsample_factor * PhonemeProbe.FRAMES_PER_CODE
             ctc = F.ctc_loss(log_probs, phonemes, frames.long(), phoneme_lengths, blank=0,
                              zero_infinity=True)
@@ -147,6 +148,8 @@ class DVAETraining(nn.Module):
             extra["ctc"] = ctc.detach()
             if not self.training:
                 extra["per"] = phoneme_error_rate(log_probs.detach(), frames, phonemes, phoneme_lengths)
+        if frame_mask is not None:  # padding is silence, one code: leave it out of the usage
+            codes = codes[frame_mask[:, ::dvae.config.downsample_factor][:, :codes.shape[1]]]
         counts = torch.bincount(codes.flatten(), minlength=dvae.config.num_tokens).float()
         probs = counts / counts.sum()
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
@@ -181,7 +184,9 @@ def _edit_distance(a: list[int], b: list[int]) -> int:
 
 class DVAETask:
     """Random crops by default; with `[task] ctc = W` whole utterances (padded, masked) so that the
-    phoneme probe can read each utterance's phonemes from its codes."""
+    phoneme probe can read each utterance's phonemes from its codes. For the first `[task]
+    probe_warmup` steps the probe only learns to read the codes as they are (its loss does not reach
+    the encoder): a random probe's large, noisy loss would otherwise collapse the codebook."""
 
     find_unused_parameters = False
 
@@ -189,6 +194,7 @@ class DVAETask:
         self.config = config
         model_config = _model_config(DVAEConfig, config, mel_channels=MEL.n_mels)
         self.ctc = float(config.task_options.get("ctc", 0.0))
+        self.probe_warmup = int(config.task_options.get("probe_warmup", 0))
         self.tokenizer = PhonemeTokenizer()
         self.module = DVAETraining(model_config, l1=float(config.task_options.get("l1", 0.0)), ctc=self.ctc,
                                    phoneme_classes=self.tokenizer.vocab_size)
@@ -206,6 +212,9 @@ class DVAETask:
                 refs = [self.corpus.cond_mel(items[i].speaker, items[i].id, self.cond_frames, rng) for i in idx]
                 batch["ref_mel"] = audio.normalize_mel(torch.from_numpy(np.stack(refs)))
             yield batch
+
+    def set_step(self, step: int) -> None:
+        self.module.probe_only = step < self.probe_warmup
 
     def _crops(self, items: list[Utterance], idx: list[int], rng: random.Random) -> dict:
         mels = [crop_or_pad(self.corpus.mel(items[i]), self.frames, rng) for i in idx]
