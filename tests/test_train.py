@@ -251,3 +251,16 @@ def test_export_rewrites_the_component_from_live_or_averaged_weights(corpus, tmp
     empty = [a.replace(str(tmp_path / "dvae"), str(tmp_path / "none")) for a in args]
     result = CliRunner().invoke(main, empty + ["--export", "ema"])
     assert result.exit_code != 0 and "has no checkpoint to export" in result.output
+
+
+def test_a_run_takes_in_what_a_growing_corpus_adds(tmp_path):
+    growing = make_corpus(tmp_path / "corpus", per_speaker=3)
+    manifest = growing / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[:4]) + "\n")  # the builder has made four utterances so far
+    trainer = train("dvae", CONFIGS / "dvae.toml", overrides("dvae", growing, tmp_path, steps=1))
+    assert len(trainer.task.corpus.items) == 4
+    assert not trainer.task.refresh()
+    manifest.write_text("\n".join(lines) + "\n")  # ...and then the rest
+    assert trainer.task.refresh() and len(trainer.task.corpus.items) == len(lines)
+    assert sum(len(v) for v in trainer.task.splits.values()) >= len(lines)

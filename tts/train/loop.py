@@ -281,6 +281,8 @@ class Trainer:
                     log.info("step %d %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "step"))
             if self.step % cfg.run.save_every == 0 or self.step == steps:
                 self.save()
+            if self.step % cfg.run.val_every == 0 and hasattr(self.task, "refresh") and self.task.refresh():
+                batches = self.task.batches("train", rng, (self.rank, self.world))
         if self.world > 1:
             dist.barrier()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import math
 import random
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ from .alignment import AlignmentConfig, AttentionTap, diagonality, guided_attent
 from .config import TrainConfig
 from .data import MEL, Corpus, Utterance, bucketed_batches, crop_or_pad, pad_stack
 
+log = logging.getLogger(__name__)
+
 EXPORT_FILE = "model.safetensors"
 TEXT_LOSS_WEIGHT = 0.01  # Tortoise weighs the text prediction loss down by this much
 IGNORE = -100  # cross-entropy targets at padding
@@ -48,6 +51,28 @@ def _model_config(cls, config: TrainConfig, **fixed):
 def _corpus(config: TrainConfig) -> Corpus:
     d = config.data
     return Corpus(d.corpus, d.speakers or None, d.min_seconds, d.max_seconds)
+
+
+class CorpusData:
+    """A task's corpus and its train/validation split, read again when the corpus builder has added
+    utterances since (training may start on a partial corpus while the rest is made: a run that kept
+    the first thousand utterances of a growing corpus overfitted them)."""
+
+    config: TrainConfig
+
+    def load_corpus(self) -> None:
+        self.corpus = _corpus(self.config)
+        self.splits = dict(zip(("train", "val"), self.corpus.split(self.config.data.val_fraction)))
+
+    def refresh(self) -> bool:
+        """Re-read the manifest; True (new splits) when it has grown."""
+        corpus = _corpus(self.config)
+        if len(corpus.items) <= len(self.corpus.items):
+            return False
+        log.info("corpus grew from %d to %d utterances", len(self.corpus.items), len(corpus.items))
+        self.corpus = corpus
+        self.splits = dict(zip(("train", "val"), corpus.split(self.config.data.val_fraction)))
+        return True
 
 
 def _component(config: TrainConfig, key: str, kind: str) -> nn.Module:
@@ -182,7 +207,7 @@ def _edit_distance(a: list[int], b: list[int]) -> int:
     return row[-1]
 
 
-class DVAETask:
+class DVAETask(CorpusData):
     """Random crops by default; with `[task] ctc = W` whole utterances (padded, masked) so that the
     phoneme probe can read each utterance's phonemes from its codes. For the first `[task]
     probe_warmup` steps the probe only learns to read the codes as they are (its loss does not reach
@@ -198,8 +223,7 @@ class DVAETask:
         self.tokenizer = PhonemeTokenizer()
         self.module = DVAETraining(model_config, l1=float(config.task_options.get("l1", 0.0)), ctc=self.ctc,
                                    phoneme_classes=self.tokenizer.vocab_size)
-        self.corpus = _corpus(config)
-        self.splits = dict(zip(("train", "val"), self.corpus.split(config.data.val_fraction)))
+        self.load_corpus()
         self.factor = f = model_config.downsample_factor
         self.frames = max(f, int(config.data.crop_seconds * MEL.sample_rate / MEL.hop_length) // f * f)
         self.cond_frames = cond_frames(config) if model_config.speaker_dim else 0
@@ -306,13 +330,12 @@ def _mask_after(targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return targets.masked_fill(positions > lengths[:, None], IGNORE)
 
 
-class CodedCorpusTask:
+class CodedCorpusTask(CorpusData):
     """Shared by GPT and diffusion training: utterances with phoneme ids, DVAE codes and voice clips."""
 
     def __init__(self, config: TrainConfig, device: torch.device):
         self.config = config
-        self.corpus = _corpus(config)
-        self.splits = dict(zip(("train", "val"), self.corpus.split(config.data.val_fraction)))
+        self.load_corpus()
         self.tokenizer = PhonemeTokenizer()
         self.dvae = _component(config, "dvae", "dvae").eval()
         self.dvae_id = component_id(self.dvae)
