@@ -62,17 +62,32 @@ voices_dir_option = click.option(
     "--voices-dir", type=click.Path(file_okay=False), default=None,
     help="Directory of user voices (default: $TTS_VOICES_DIR or ~/.local/share/tts/voices).",
 )
+
+
+def _check_ratio(ctx, param, value):
+    """0 <= ratio < 1.5, checked before any model loads (click's FloatRange lets NaN through)."""
+    if value is not None and not 0 <= value < 1.5:
+        raise click.BadParameter(f"{value} is not in [0, 1.5)")
+    return value
+
+
+min_length_ratio_option = click.option(
+    "--min-length-ratio", type=float, default=None, callback=_check_ratio, metavar="R",
+    help="No stop code before this fraction (0 <= R < 1.5) of a chunk's expected codes, for a model whose card "
+         "gives codes_per_text_token (default: the preset's; 0: off).")
 _GENERATION_OPTIONS = [
     click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True,
                  help="Quality/speed trade-off."),
     click.option("--candidates", type=click.IntRange(min=1), default=None, help="Code sequences sampled per chunk."),
     click.option("--diffusion-steps", type=click.IntRange(1, 4000), default=None, help="Diffusion decoder steps."),
     click.option("--sampler", type=click.Choice(list(SAMPLERS)), default=None, help="Diffusion sampler."),
+    min_length_ratio_option,
 ]
 
 
 def generation_options(command):
-    """--preset, --candidates, --diffusion-steps and --sampler, the same for every command that synthesises."""
+    """--preset, --candidates, --diffusion-steps, --sampler and --min-length-ratio, the same for every command
+    that synthesises."""
     for option in reversed(_GENERATION_OPTIONS):
         command = option(command)
     return command
@@ -96,8 +111,8 @@ def generation_options(command):
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @voices_dir_option
 @user_errors
-def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, output, stream, precision, model_dir, device,
-          voices_dir):
+def speak(text, voice, preset, candidates, diffusion_steps, sampler, min_length_ratio, seed, output, stream, precision,
+          model_dir, device, voices_dir):
     """Say TEXT (use - to read it from standard input) in VOICE and write it to OUTPUT."""
     from tts.audio import STDOUT, AudioWriter, check_writable
     from tts.device import resolve_device
@@ -119,7 +134,7 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
     voice_obj = VoiceLibrary(voices_dir).get(voice)
     tts = TextToSpeech(model_dir, device=device, precision=precision)
     options = resolve(preset, tts.models.card, candidates=candidates, diffusion_steps=diffusion_steps, sampler=sampler,
-                      seed=seed)
+                      min_length_ratio=min_length_ratio, seed=seed)
     with AudioWriter(output, tts.sample_rate) as writer:
         if stream:
             for chunk in tts.stream(text, voice_obj, options):
@@ -144,6 +159,7 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
 @click.option("--candidates", type=click.IntRange(min=1), default=None, help="Code sequences sampled per chunk.")
 @click.option("--diffusion-steps", type=click.IntRange(1, 4000), default=None, help="Diffusion decoder steps.")
 @click.option("--sampler", type=click.Choice(["ddpm", "ddim", "dpm++2m"]), default=None, help="Diffusion sampler.")
+@min_length_ratio_option
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, hidden=True,
               help="Speech codes per chunk at most.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
@@ -163,8 +179,9 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, seed, outpu
               help="Require 'Authorization: Bearer KEY' on every endpoint but /health (default: $TTS_API_KEY).")
 @voices_dir_option
 @user_errors
-def serve(host, port, model_dir, device, precision, preset, candidates, diffusion_steps, sampler, max_tokens, max_batch,
-          gpt_batch, batch_window_ms, max_queue, max_input_chars, request_timeout, api_key, voices_dir):
+def serve(host, port, model_dir, device, precision, preset, candidates, diffusion_steps, sampler, min_length_ratio,
+          max_tokens, max_batch, gpt_batch, batch_window_ms, max_queue, max_input_chars, request_timeout, api_key,
+          voices_dir):
     """Serve OpenAI's speech API (POST /v1/audio/speech and more) until SIGTERM or Ctrl-C.
 
     Needs the server packages: pip install .[serve]
@@ -177,10 +194,10 @@ def serve(host, port, model_dir, device, precision, preset, candidates, diffusio
 
     run_server(ServerConfig(
         host=host, port=port, model_dir=model_dir, device=device, precision=precision, preset=preset,
-        candidates=candidates, diffusion_steps=diffusion_steps, sampler=sampler, max_tokens=max_tokens,
-        gpt_batch=gpt_batch, max_batch=max_batch, batch_window_ms=batch_window_ms, max_queue=max_queue,
-        max_input_chars=max_input_chars, request_timeout_s=request_timeout, api_key=api_key or None,
-        voices_dir=voices_dir))
+        candidates=candidates, diffusion_steps=diffusion_steps, sampler=sampler, min_length_ratio=min_length_ratio,
+        max_tokens=max_tokens, gpt_batch=gpt_batch, max_batch=max_batch, batch_window_ms=batch_window_ms,
+        max_queue=max_queue, max_input_chars=max_input_chars, request_timeout_s=request_timeout,
+        api_key=api_key or None, voices_dir=voices_dir))
 
 
 @main.group()
@@ -429,8 +446,8 @@ def reconstruct(inputs, output, voice, steps, seed, model_dir, device, voices_di
 @voices_dir_option
 @click.pass_obj
 @user_errors
-def eval_command(obj, model_dir, voice_names, sentences, limit, preset, candidates, diffusion_steps, sampler, seed,
-                 output, save_audio, device, voices_dir):
+def eval_command(obj, model_dir, voice_names, sentences, limit, preset, candidates, diffusion_steps, sampler,
+                 min_length_ratio, seed, output, save_audio, device, voices_dir):
     """Synthesise each sentence in each voice and report WER, CER, speaker similarity, speed and failures.
 
     Needs the judges: pip install .[eval]
@@ -440,7 +457,8 @@ def eval_command(obj, model_dir, voice_names, sentences, limit, preset, candidat
     report = ev.run_evaluation(
         model_dir, output, voices=voice_names.split(",") if voice_names is not None else None, sentences=sentences,
         limit=limit, preset=preset, save_audio_dir=save_audio, device=device, voices_dir=voices_dir,
-        overrides={"candidates": candidates, "diffusion_steps": diffusion_steps, "sampler": sampler, "seed": seed},
+        overrides={"candidates": candidates, "diffusion_steps": diffusion_steps, "sampler": sampler,
+                   "min_length_ratio": min_length_ratio, "seed": seed},
         judges=(obj or {}).get("judges"),  # tests pass fake judges in ctx.obj
         say=lambda line: click.echo(line, err=True))
     click.echo(ev.summary_table(report))
@@ -539,8 +557,8 @@ FAILED_CHUNKS_EXIT = 3  # the run finished but some chunks failed (1: an error s
 @click.pass_context
 @user_errors
 def narrate(ctx, inputs, voice, outdir, preset, fmt, regenerate, seed, text_batch, candidates, diffusion_steps,
-            sampler, max_tokens, target_lufs, retries, min_seconds_per_char, max_seconds_per_char, dry_run, model_dir,
-            device, books, ray_address, ray_cpus_per_worker, ray_workers, voices_dir):
+            sampler, min_length_ratio, max_tokens, target_lufs, retries, min_seconds_per_char, max_seconds_per_char,
+            dry_run, model_dir, device, books, ray_address, ray_cpus_per_worker, ray_workers, voices_dir):
     """Narrate a book (INPUTS: .txt, .md or .epub files, in order) in VOICE into an audiobook in OUTPUT.
 
     Resumable: run the same command again after any stop and only the missing chunks are made;
@@ -581,7 +599,7 @@ def narrate(ctx, inputs, voice, outdir, preset, fmt, regenerate, seed, text_batc
     bounds = {"min_seconds_per_char": min_seconds_per_char, "max_seconds_per_char": max_seconds_per_char}
     check = dataclasses.replace(DurationCheck(), **{k: v for k, v in bounds.items() if v is not None})
     overrides = {"candidates": candidates, "diffusion_steps": diffusion_steps, "sampler": sampler,
-                 "text_batch": text_batch, "max_mel_tokens": max_tokens}
+                 "min_length_ratio": min_length_ratio, "text_batch": text_batch, "max_mel_tokens": max_tokens}
     with ProgressDisplay("narrating", "chunks") as show:
         def progress(state) -> None:
             show(state.chunks_done + state.chunks_failed, state.chunks_total, report.progress_note(state))

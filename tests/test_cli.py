@@ -175,6 +175,27 @@ def test_every_command_offers_every_preset_and_sampler(command):
     assert list(params["sampler"].type.choices) == list(SAMPLERS)
 
 
+@pytest.mark.parametrize("command, args", [
+    ("speak", ["Hi.", "--voice", "alice"]),
+    ("narrate", ["book.txt", "--voice", "alice", "-o", "out"]),
+    ("eval", []),
+    ("serve", []),
+])
+@pytest.mark.parametrize("ratio", ["1.5", "-0.1", "nan"])
+def test_min_length_ratio_is_offered_everywhere_and_a_bad_one_is_one_line(command, args, ratio, voices):
+    assert "min_length_ratio" in {p.name for p in main.commands[command].params}
+    result = run(command, *args, "--min-length-ratio", ratio)
+    assert_one_line_error(result, "Invalid value for '--min-length-ratio'")
+
+
+def test_serve_passes_the_min_length_ratio_to_its_options():
+    from tts.serve.config import ServerConfig
+
+    card_presets = {"ultra_fast": {"min_length_ratio": 0.5}}
+    assert ServerConfig().options(card_presets).min_length_ratio == 0.5  # the card's preset adjustment
+    assert ServerConfig(min_length_ratio=0.9).options(card_presets).min_length_ratio == 0.9  # the flag wins
+
+
 def test_not_a_model_dir(voices, tmp_path):
     result = run("speak", "Hi.", "--voice", "alice", "--model-dir", tmp_path, "-o", tmp_path / "x.wav")
     assert_one_line_error(result, "is not a model directory")

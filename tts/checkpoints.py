@@ -102,6 +102,9 @@ class ModelCard:
     decoder: str = "diffusion"  # a key of DECODERS
     components: dict[str, str] = field(default_factory=dict)  # role -> file name (or UNIVERSAL_HIFIGAN)
     presets: dict[str, dict] = field(default_factory=dict)  # per-preset option overrides for this model
+    # speech codes the GPT makes per text token on average (its training data's ratio): what the
+    # min_length_ratio option is a fraction of; None (Tortoise's cards) turns that option off
+    codes_per_text_token: float | None = None
     format: str = FORMAT
 
     def to_json(self) -> str:
@@ -118,6 +121,10 @@ class ModelCard:
             if data.get("format") != FORMAT:
                 raise ValueError(f"unknown format {data.get('format')!r}")
             data["end_codes"] = tuple(data.get("end_codes", ()))
+            per_token = data.get("codes_per_text_token")
+            if per_token is not None and (isinstance(per_token, bool) or not isinstance(per_token, (int, float))
+                                          or not per_token > 0):
+                raise ValueError(f"codes_per_text_token must be a positive number, got {per_token!r}")
             return cls(**data)
         except (ValueError, TypeError) as exc:
             raise TTSError(f"{where} is not a valid model card: {exc}") from None

@@ -33,6 +33,7 @@ from .models.univnet import UnivNet
 from .precision import autocast, half_dtype, prepare, vocoder_precision
 from .sampling.fixup import end_positions
 from .sampling.generate import generate_mel, sample_codes_many, stream_codes
+from .sampling.logits import minimum_codes
 from .sampling.options import Options
 from .sampling.rerank import likelihood_scores
 from .streaming import LatentAudioStream, StreamSettings
@@ -365,13 +366,15 @@ class TextToSpeech:
                        settings: StreamSettings) -> Iterator[np.ndarray]:
         gpt = self.gpt
         stop = gpt.config.stop_mel_token
-        ids = torch.tensor(self.encode(text) + [gpt.config.stop_text_token], device=self.device)[None]  # (1, n)
+        tokens = self.encode(text)
+        ids = torch.tensor(tokens + [gpt.config.stop_text_token], device=self.device)[None]  # (1, n)
         max_tokens = min(options.max_mel_tokens, gpt.config.max_mel_tokens)
         streamer = LatentAudioStream(self.models.latent_decoder, cond.gpt, settings,
                                      samples_per_latent=gpt.config.samples_per_code)
         with self.inference():
             prefix = gpt.prefix_embeddings(cond.gpt.reshape(1, -1), ids)
-            reports = stream_codes(gpt, prefix, max_tokens, options.sampling(), generator)
+            reports = stream_codes(gpt, prefix, max_tokens, options.sampling(), generator,
+                                   self.min_codes(len(tokens), options))
         next_chunk = settings.first_tokens
         while not streamer.finished:
             with self.inference():
@@ -416,15 +419,23 @@ class TextToSpeech:
         gpt = self.gpt
         conds = cond if isinstance(cond, list) else [cond] * len(texts)
         stop_text = gpt.config.stop_text_token
-        ids = [torch.tensor(self.encode(t) + [stop_text], device=self.device) for t in texts]
+        tokens = [self.encode(t) for t in texts]
+        ids = [torch.tensor(t + [stop_text], device=self.device) for t in tokens]
+        minimums = [self.min_codes(len(t), options) for t in tokens]
         with self.inference():
             all_codes = sample_codes_many(
                 gpt, [c.gpt for c in conds], ids, num_samples=options.candidates,
                 batch_size=max(options.batch_size, len(texts)),
                 max_tokens=min(options.max_mel_tokens, gpt.config.max_mel_tokens), params=options.sampling(),
-                generator=generator, progress=progress,
+                generator=generator, progress=progress, min_codes=minimums if any(minimums) else None,
             )  # one (N, L) per text, padded with the stop code
         return [Candidates(text_ids, codes) for text_ids, codes in zip(ids, all_codes)]
+
+    def min_codes(self, text_tokens: int, options: Options) -> int:
+        """Codes a chunk of `text_tokens` tokens (its stop token not counted) draws before it may stop:
+        `options.min_length_ratio` of what this model makes for that much text (the card's
+        `codes_per_text_token`); 0 for a model whose card does not say (Tortoise's)."""
+        return minimum_codes(text_tokens, options.min_length_ratio, self.models.card.codes_per_text_token)
 
     def decode_candidates(self, sampled: Candidates, cond: Conditioning, options: Options,
                           generator: torch.Generator, progress: Callable[[int], None] | None = None) -> np.ndarray:

@@ -46,6 +46,8 @@ LOCK = ".narrate.lock"
 LISTING = "chunks.tsv"
 # Options that do not change what a chunk sounds like: changing them keeps the chunks made so far.
 NOT_AUDIO_SETTINGS = frozenset({"batch_size", "text_batch", "sentence_pause", "paragraph_pause", "seed"})
+# Options added after books were narrated that change nothing while 0: left out of the settings then.
+OFF_BY_DEFAULT = ("min_length_ratio",)
 DEFAULT_CHECK = DurationCheck()
 
 
@@ -72,6 +74,9 @@ class Summary:
 def settings_of(options, voice, model_id: str, sample_rate: int) -> dict:
     """Everything a chunk's audio depends on besides its text and seed."""
     chosen = {k: v for k, v in dataclasses.asdict(options).items() if k not in NOT_AUDIO_SETTINGS}
+    for name in OFF_BY_DEFAULT:
+        if not chosen.get(name):
+            chosen.pop(name, None)  # off, as before the setting existed: books begun earlier keep their chunks
     return {"model": model_id, "sample_rate": sample_rate, "voice": voice.name, "voice_clips": voice.fingerprint(),
             "options": chosen}
 

@@ -157,14 +157,23 @@ def eager_decoder(model: SpeechGPT, cache: str, batch: int, prefixes: list[torch
     raise ValueError(f"unknown cache {cache!r}")
 
 
+def row_minimums(min_codes: list[int] | None, rows: list[int], device: torch.device) -> torch.Tensor:
+    """Each row's minimum codes before the stop code (B,) long, from one minimum per prefix (0 without)."""
+    per_prefix = min_codes or [0] * (max(rows) + 1)
+    return torch.tensor([per_prefix[r] for r in rows], dtype=torch.long, device=device)
+
+
 def sample_batch(model: SpeechGPT, decoder: Decoder, prefixes: list[torch.Tensor], rows: list[int], max_tokens: int,
-                 params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
+                 params: SamplingParams, generator: torch.Generator | None,
+                 min_codes: list[int] | None = None) -> torch.Tensor:
     """Sample one batch eagerly: row b continues prefix rows[b] (1, P, D) -> codes (B, max_tokens),
-    padded with the stop code after each row ends."""
+    padded with the stop code after each row ends. `min_codes[i]`: codes a row continuing prefix i
+    draws before it may stop (None: no minimum, Tortoise's loop exactly)."""
     cfg = model.config
     device = prefixes[0].device
     stop = cfg.stop_mel_token
     batch = len(rows)
+    minimum = None if min_codes is None else row_minimums(min_codes, rows, device)  # (B,)
     seen = torch.zeros(batch, cfg.number_mel_codes, dtype=torch.bool, device=device)
     seen[:, PREFIX_PLACEHOLDER_ID] = True  # every prefix is longer than one position
     seen[:, cfg.start_mel_token] = True
@@ -172,7 +181,8 @@ def sample_batch(model: SpeechGPT, decoder: Decoder, prefixes: list[torch.Tensor
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     hidden = decoder.prefill(prefixes, rows)
     for i in range(max_tokens):
-        logits = filter_logits(model.logits(hidden), seen, params)
+        held = None if minimum is None else i < minimum  # (B,) rows with fewer than their minimum codes
+        logits = filter_logits(model.logits(hidden), seen, params, stop, held)
         token = draw(logits, generator).masked_fill(finished, stop)
         out[:, i] = token
         seen.scatter_(1, token[:, None], True)

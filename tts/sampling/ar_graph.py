@@ -4,7 +4,8 @@ One step, for every row of the batch at once: embed the last drawn code at its s
 the GPT-2 blocks through the preallocated KV cache (the new key and value are written at a cache slot
 held in a device tensor; attention covers a fixed window of the cache, with a mask hiding slots not
 yet written and the unused slots before a right-aligned prefix), apply the logit filters, draw the
-next code, and update the finished flags. Nothing in it reads a value back to the host, and every
+next code (the stop code held back from rows short of their minimum length), and update the finished
+flags. Nothing in it reads a value back to the host, and every
 shape is fixed by (batch bucket, attention window), so on CUDA it is captured once per window as a
 CUDA graph (:class:`~tts.sampling.graphs.StepGraphs`) and replayed for every token; elsewhere the same
 function runs eagerly. "All rows finished?" is asked only every `check_every` tokens.
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models.gpt import SpeechGPT
-from .ar import PREFIX_PLACEHOLDER_ID, StaticCacheDecoder, kv_cache_buffers
+from .ar import PREFIX_PLACEHOLDER_ID, StaticCacheDecoder, kv_cache_buffers, row_minimums
 from .graphs import StepGraphs, graphs_available
 from .logits import SamplingParams, draw, filter_logits
 
@@ -58,6 +59,7 @@ class DecodeBuffers:
     token: torch.Tensor  # (B,) long: the last code drawn
     seen: torch.Tensor  # (B, V) bool: codes (and prefix placeholders) seen, for the repetition penalty
     finished: torch.Tensor  # (B,) bool
+    min_codes: torch.Tensor  # (B,) long: codes each row draws before it may stop (0: no minimum)
     codes: torch.Tensor  # (B, max_mel_tokens) long: the codes drawn so far, stop-padded
 
     @classmethod
@@ -74,6 +76,7 @@ class DecodeBuffers:
             token=torch.full((batch,), cfg.start_mel_token, dtype=torch.long, device=device),
             seen=torch.zeros(batch, cfg.number_mel_codes, dtype=torch.bool, device=device),
             finished=torch.zeros(batch, dtype=torch.bool, device=device),
+            min_codes=torch.zeros(batch, dtype=torch.long, device=device),
             codes=torch.full((batch, cfg.max_mel_tokens), cfg.stop_mel_token, dtype=torch.long, device=device),
         )
 
@@ -112,6 +115,13 @@ class _WindowCache:
         return buf.keys[layer, :, :, :self.window], buf.values[layer, :, :, :self.window]
 
 
+def step_logits(model: SpeechGPT, buf: DecodeBuffers, hidden: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Filtered logits (B, V) of the code at index `buf.step` from hidden states (B, D): the stop code is
+    held back from rows with fewer than `buf.min_codes` codes (a no-op where every minimum is 0)."""
+    held = buf.step < buf.min_codes  # (B,)
+    return filter_logits(model.logits(hidden), buf.seen, params, model.config.stop_mel_token, held)
+
+
 def decode_step(model: SpeechGPT, buf: DecodeBuffers, params: SamplingParams, window: int,
                 generator: torch.Generator | None) -> None:
     """Feed `buf.token` at cache slot `buf.position` and draw the next code of every row, in place.
@@ -121,8 +131,7 @@ def decode_step(model: SpeechGPT, buf: DecodeBuffers, params: SamplingParams, wi
     cfg = model.config
     x = model.mel_embedding(buf.token)[:, None] + model.mel_pos_embedding.emb.weight.index_select(0, buf.step.view(1))
     hidden = model.cached_forward(x, _WindowCache(buf, window))[:, -1]  # (B, D)
-    logits = filter_logits(model.logits(hidden), buf.seen, params)
-    token = draw(logits, generator).masked_fill(buf.finished, cfg.stop_mel_token)
+    token = draw(step_logits(model, buf, hidden, params), generator).masked_fill(buf.finished, cfg.stop_mel_token)
     record_token(buf, token, cfg.stop_mel_token)
 
 
@@ -201,10 +210,12 @@ class GraphDecoder:
         return state
 
     def decode(self, prefixes: list[torch.Tensor], rows: list[int], max_tokens: int,
-               generator: torch.Generator | None) -> Iterator[tuple[int, torch.Tensor, bool]]:
+               generator: torch.Generator | None,
+               min_codes: list[int] | None = None) -> Iterator[tuple[int, torch.Tensor, bool]]:
         """Yield (codes drawn so far n, codes (B, max_tokens), final) at every check, then once with final True.
 
-        `prefixes` (1, P_i, D) and `rows` as for :meth:`~tts.sampling.ar.Decoder.prefill`. Before the
+        `prefixes` (1, P_i, D) and `rows` as for :meth:`~tts.sampling.ar.Decoder.prefill`; `min_codes[i]`:
+        codes a row continuing prefix i draws before it may stop (None: no minimum). Before the
         final yield, only columns < n of the (reused) codes tensor are meaningful; later columns hold
         the stop code. While the iterator is suspended between yields under graphs, the caller's
         generator has not been advanced yet: use it only after the final yield.
@@ -230,11 +241,11 @@ class GraphDecoder:
         buf.seen[:, PREFIX_PLACEHOLDER_ID] = True  # every prefix is longer than one position
         buf.seen[:, cfg.start_mel_token] = True
         buf.finished.copy_(torch.arange(size, device=self.device) >= batch)  # padding rows start finished
+        buf.min_codes.copy_(row_minimums(min_codes, rows, self.device))
         buf.codes.fill_(stop)
         buf.position.fill_(longest - 1)
         buf.step.fill_(0)
-        logits = filter_logits(model.logits(hidden), buf.seen, self.params)
-        token = draw(logits, generator).masked_fill(buf.finished, stop)
+        token = draw(step_logits(model, buf, hidden, self.params), generator).masked_fill(buf.finished, stop)
         record_token(buf, token, stop)  # -> position = longest, step = 1
 
         done = 1
@@ -249,9 +260,9 @@ class GraphDecoder:
         yield done, buf.codes[:batch, :max_tokens].clone(), True
 
     def sample(self, prefixes: list[torch.Tensor], rows: list[int], max_tokens: int,
-               generator: torch.Generator | None) -> torch.Tensor:
+               generator: torch.Generator | None, min_codes: list[int] | None = None) -> torch.Tensor:
         """Codes (B, max_tokens), stop-padded after each row ends."""
-        *_, (_, codes, _) = self.decode(prefixes, rows, max_tokens, generator)
+        *_, (_, codes, _) = self.decode(prefixes, rows, max_tokens, generator, min_codes)
         return codes
 
 

@@ -34,25 +34,29 @@ def on_cuda(*tensors: torch.Tensor | torch.Generator | torch.device) -> bool:
 
 def sample_codes(model: SpeechGPT, cond_latent: torch.Tensor, text: torch.Tensor, *, num_samples: int,
                  batch_size: int, max_tokens: int, params: SamplingParams, generator: torch.Generator | None = None,
-                 cache: str = "auto", progress: Callable[[int], None] | None = None) -> torch.Tensor:
+                 cache: str = "auto", progress: Callable[[int], None] | None = None,
+                 min_codes: int = 0) -> torch.Tensor:
     """Sample `num_samples` code sequences for one text (n,) and one voice (D,) -> (num_samples, max_tokens).
 
-    Rows are padded with the stop code after they end. Batches of `batch_size` rows are decoded
-    together; `progress(rows_done)` is called after each batch.
+    Rows are padded with the stop code after they end, and none ends before `min_codes` codes.
+    Batches of `batch_size` rows are decoded together; `progress(rows_done)` is called after each batch.
     """
     return sample_codes_many(model, cond_latent, [text], num_samples=num_samples, batch_size=batch_size,
                              max_tokens=max_tokens, params=params, generator=generator, cache=cache,
-                             progress=progress)[0]
+                             progress=progress, min_codes=[min_codes] if min_codes else None)[0]
 
 
 def sample_codes_many(model: SpeechGPT, cond_latent: torch.Tensor | Sequence[torch.Tensor], texts: list[torch.Tensor],
                       *, num_samples: int,
                       batch_size: int, max_tokens: int, params: SamplingParams,
                       generator: torch.Generator | None = None, cache: str = "auto",
-                      progress: Callable[[int], None] | None = None) -> list[torch.Tensor]:
+                      progress: Callable[[int], None] | None = None,
+                      min_codes: Sequence[int] | None = None) -> list[torch.Tensor]:
     """`num_samples` code sequences for each of several texts -> one (num_samples, max_tokens) tensor per
     text. `cond_latent` is one voice (D,) for every text, or a sequence with one voice per text. Rows of
-    different texts share batches (the static cache right-aligns their prefixes).
+    different texts share batches (the static cache right-aligns their prefixes). `min_codes`: one per
+    text, the codes its rows draw before the stop code may be drawn
+    (:func:`~tts.sampling.logits.minimum_codes`); None: no minimum.
 
     `cache`: "static" (the eager loop over :class:`~tts.sampling.ar.StaticCacheDecoder`), "dynamic"
     (transformers' DynamicCache), "graph" (:class:`~tts.sampling.ar_graph.GraphDecoder`: the whole
@@ -69,6 +73,8 @@ def sample_codes_many(model: SpeechGPT, cond_latent: torch.Tensor | Sequence[tor
     conds = [cond_latent] * len(texts) if isinstance(cond_latent, torch.Tensor) else list(cond_latent)
     if len(conds) != len(texts):
         raise ValueError(f"{len(conds)} conditioning latents for {len(texts)} texts")
+    if min_codes is not None and len(min_codes) != len(texts):
+        raise ValueError(f"{len(min_codes)} minimum lengths for {len(texts)} texts")
     prefixes = [model.prefix_embeddings(c.reshape(1, -1), t.reshape(1, -1)) for c, t in zip(conds, texts)]  # (1, P_i, D)
     jobs = [i for i in range(len(texts)) for _ in range(num_samples)]  # prefix index of each row
     out = []
@@ -77,11 +83,12 @@ def sample_codes_many(model: SpeechGPT, cond_latent: torch.Tensor | Sequence[tor
         used = sorted(set(rows))
         batch_prefixes = [prefixes[i] for i in used]
         local = [used.index(i) for i in rows]
+        minimums = None if min_codes is None else [min_codes[i] for i in used]  # one per prefix of the batch
         if cache == "graph":
-            codes = graph_decoder_for(model, params).sample(batch_prefixes, local, max_tokens, generator)
+            codes = graph_decoder_for(model, params).sample(batch_prefixes, local, max_tokens, generator, minimums)
         else:
             decoder = eager_decoder(model, cache, len(rows), batch_prefixes, max_tokens)
-            codes = sample_batch(model, decoder, batch_prefixes, local, max_tokens, params, generator)
+            codes = sample_batch(model, decoder, batch_prefixes, local, max_tokens, params, generator, minimums)
         out.append(codes)
         if progress is not None:
             progress(min(done + batch_size, len(jobs)))
@@ -89,11 +96,12 @@ def sample_codes_many(model: SpeechGPT, cond_latent: torch.Tensor | Sequence[tor
 
 
 def stream_codes(model: SpeechGPT, prefix: torch.Tensor, max_tokens: int, params: SamplingParams,
-                 generator: torch.Generator | None) -> Iterator[tuple[int, torch.Tensor, bool]]:
+                 generator: torch.Generator | None, min_codes: int = 0) -> Iterator[tuple[int, torch.Tensor, bool]]:
     """Codes of one row continuing `prefix` (1, P, D) while they are drawn: (codes so far n, codes (1, max_tokens),
-    final), as :meth:`~tts.sampling.ar_graph.GraphDecoder.decode` yields them. The static-shape decoder
-    serves both cases (its steps replay as graphs on CUDA and run eagerly elsewhere)."""
-    return graph_decoder_for(model, params).decode([prefix], [0], max_tokens, generator)
+    final), as :meth:`~tts.sampling.ar_graph.GraphDecoder.decode` yields them; no stop code before `min_codes`
+    codes. The static-shape decoder serves both cases (its steps replay as graphs on CUDA and run eagerly
+    elsewhere)."""
+    return graph_decoder_for(model, params).decode([prefix], [0], max_tokens, generator, [min_codes])
 
 
 # ---- diffusion ----

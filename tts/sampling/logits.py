@@ -1,13 +1,14 @@
 """Logit filters and the sampling draw for autoregressive decoding.
 
 The chain is Tortoise's (HF generate with do_sample): repetition penalty -> temperature ->
-top-k -> top-p -> softmax -> one multinomial draw. Every piece works on a whole batch of logits
-`(B, V)` with static shapes and no host synchronisation, so the decode step can be captured in a
-CUDA graph.
+top-k -> top-p -> softmax -> one multinomial draw, preceded by our one addition, the minimum-length
+hold on the stop code (off for Tortoise). Every piece works on a whole batch of logits `(B, V)` with
+static shapes and no host synchronisation, so the decode step can be captured in a CUDA graph.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,26 @@ class SamplingParams:
     top_k: int = 50  # 0 disables
     top_p: float = 0.8  # 1.0 disables
     repetition_penalty: float = 2.0  # 1.0 disables
+
+
+def minimum_codes(text_tokens: int, ratio: float, codes_per_text_token: float | None) -> int:
+    """Codes a row must produce before it may draw the stop code: floor(ratio x expected codes), the
+    expected codes being `text_tokens` x the model's `codes_per_text_token`. An undertrained GPT often
+    draws the stop code far too early and cuts words off; this refuses it. 0 (no hold) when `ratio` is 0
+    or the model states no codes per text token."""
+    if not ratio or not codes_per_text_token:
+        return 0
+    return math.floor(ratio * text_tokens * codes_per_text_token)
+
+
+def hold_stop(logits: torch.Tensor, stop: int, held: torch.Tensor) -> torch.Tensor:
+    """The stop code's logit becomes -inf in the rows that may not end yet.
+
+    logits (B, V); held (B,) bool. A tensor op (no host synchronisation, static shapes): it runs in
+    the captured decode step, and with no row held it leaves the logits bit for bit as they were.
+    """
+    is_stop = torch.arange(logits.shape[-1], device=logits.device) == stop  # (V,)
+    return logits.masked_fill(held[:, None] & is_stop, float("-inf"))
 
 
 def repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -52,9 +73,17 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def filter_logits(logits: torch.Tensor, seen: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    """The whole chain on float32 logits (B, V) -> filtered logits (B, V)."""
-    logits = repetition_penalty(logits.float(), seen, params.repetition_penalty)
+def filter_logits(logits: torch.Tensor, seen: torch.Tensor, params: SamplingParams, stop: int | None = None,
+                  held: torch.Tensor | None = None) -> torch.Tensor:
+    """The whole chain on float32 logits (B, V) -> filtered logits (B, V).
+
+    `held` (B,) bool: rows whose `stop` code is ruled out first (:func:`hold_stop`, the minimum
+    length), so the filters after it choose among the other codes; None holds no row.
+    """
+    logits = logits.float()
+    if held is not None:
+        logits = hold_stop(logits, stop, held)
+    logits = repetition_penalty(logits, seen, params.repetition_penalty)
     if params.temperature != 1.0:
         logits = logits / params.temperature
     return top_p_filter(top_k_filter(logits, params.top_k), params.top_p)

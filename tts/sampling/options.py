@@ -32,6 +32,9 @@ class Options:
     top_p: float = 0.8
     repetition_penalty: float = 2.0
     max_mel_tokens: int = 500  # speech codes per chunk at most (~23 s for Tortoise)
+    # no stop code before this fraction of the chunk's expected codes (text tokens x the model card's
+    # codes_per_text_token; without that, off): an undertrained GPT stops early and cuts words off. 0: off
+    min_length_ratio: float = 0.0
     # diffusion decoder
     diffusion_steps: int = 30
     sampler: str = "ddpm"  # "ddpm" (Tortoise), "ddim" or "dpm++2m" (deterministic, fewer steps needed)
@@ -60,6 +63,7 @@ class Options:
             (0 < self.top_p <= 1, "top-p must be in (0, 1]"),
             (self.repetition_penalty > 0, "repetition penalty must be positive"),
             (self.max_mel_tokens >= 1, "max mel tokens must be at least 1"),
+            (0 <= self.min_length_ratio < 1.5, f"min length ratio must be in [0, 1.5), got {self.min_length_ratio}"),
             (1 <= self.diffusion_steps <= 4000, "diffusion steps must be between 1 and 4000"),
             (self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}"),
             (self.cond_free_k >= 0, "cond-free k must be non-negative"),

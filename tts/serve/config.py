@@ -23,6 +23,7 @@ class ServerConfig:
     candidates: int | None = None
     diffusion_steps: int | None = None
     sampler: str | None = None
+    min_length_ratio: float | None = None  # no stop code before this fraction of a chunk's expected codes
     max_tokens: int | None = None  # speech codes per chunk at most
     gpt_batch: int | None = None  # GPT rows (candidates of any chunks) decoded at once; None: a whole batch
     # load
@@ -55,7 +56,7 @@ class ServerConfig:
         """The generation options: the preset, the model card's settings for it, then this config's overrides.
         GPT rows at once (`batch_size`): `gpt_batch`, or enough for `max_batch` chunks' candidates."""
         overrides = {"candidates": self.candidates, "diffusion_steps": self.diffusion_steps, "sampler": self.sampler,
-                     "max_mel_tokens": self.max_tokens}
+                     "min_length_ratio": self.min_length_ratio, "max_mel_tokens": self.max_tokens}
         chosen = {k: v for k, v in overrides.items() if v is not None}
         options = preset(self.preset, **{**(card_presets or {}).get(self.preset, {}), **chosen})
         rows = self.gpt_batch or max(options.batch_size, options.candidates * self.max_batch)
