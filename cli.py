@@ -389,9 +389,12 @@ def train(task, config, overrides, export_weights):
               help="What the diffusion decoder was trained on.")
 @click.option("--cond-seconds", type=click.FloatRange(0.5, 30), default=3.0, show_default=True,
               help="Seconds of each voice clip used for conditioning (the trainers' data.cond_seconds).")
+@click.option("--corpus", type=click.Path(file_okay=False, exists=True), default=None,
+              help="The GPT's training corpus: its codes per phoneme token go into the card (the stop rule's "
+                   "expected length).")
 @user_errors
 def export_model(dst, gpt_path, flow_path, diffusion_path, dvae_path, name, storage, int8_roles, diffusion_input,
-                 cond_seconds):
+                 cond_seconds, corpus):
     """Assemble trained components into the model directory DST."""
     import torch
 
@@ -399,7 +402,7 @@ def export_model(dst, gpt_path, flow_path, diffusion_path, dvae_path, name, stor
 
     export(dst, gpt_path, diffusion_path, dvae_path, flow_path=flow_path, name=name,
            int8=True if storage == "int8" else set(int8_roles), dtype=torch.float16 if storage == "fp16" else None,
-           diffusion_input=diffusion_input, cond_seconds=cond_seconds)
+           diffusion_input=diffusion_input, cond_seconds=cond_seconds, corpus=corpus)
     click.echo(f"wrote {dst}")
 
 

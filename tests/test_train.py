@@ -172,6 +172,24 @@ def test_exported_model_speaks(trained, tmp_path):
     assert f"({len(wav) / rate:.1f} s)" in result.output  # what the command says it wrote
 
 
+def test_export_with_the_corpus_records_codes_per_phoneme_and_the_stop_rule(trained, corpus, tmp_path):
+    from click.testing import CliRunner
+
+    from tts.train.data import Corpus
+    from tts.train.export import MIN_LENGTH_RATIO
+
+    model = tmp_path / "model"
+    result = CliRunner().invoke(main, ["export-model", str(model), "--gpt", str(trained / "gpt" / "model.safetensors"),
+                                       "--flow", str(trained / "flow" / "model.safetensors"),
+                                       "--dvae", str(trained / "dvae" / "model.safetensors"), "--corpus", str(corpus)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((model / "model.json").read_text())
+    items = Corpus(corpus).items
+    expected = sum(u.duration for u in items) * HIFIGAN_SAMPLE_RATE / 1024 / sum(len(u.phonemes) for u in items)
+    assert card["codes_per_text_token"] == pytest.approx(expected, rel=1e-3)
+    assert all(p["min_length_ratio"] == MIN_LENGTH_RATIO and p["diffusion_steps"] > 0 for p in card["presets"].values())
+
+
 def test_export_stores_only_the_named_roles_as_int8(trained, tmp_path):
     from click.testing import CliRunner
 
