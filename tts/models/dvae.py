@@ -184,12 +184,17 @@ class DVAE(nn.Module):
         T' is T rounded down to a multiple of the downsampling factor. `ref_mel` (B, C, F): a clip of
         the same speaker, for a speaker-conditioned decoder.
         """
-        mel = self._trim(mel)
-        z = self.encoder(mel)  # (B, codebook_dim, T'/f)
-        quantised, codes = self.quantizer(z)
-        commitment = self.config.commitment * F.mse_loss(F.normalize(z, dim=1), quantised.detach())
+        quantised, commitment, codes = self.quantise(mel)
         speaker = self.speaker(ref_mel) if self.conditioned else None
         return self._decode(quantised, speaker), commitment, codes
+
+    def quantise(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised mel (B, C, T) -> (quantised vectors with straight-through gradient
+        (B, codebook_dim, T' / f), commitment loss, codes (B, T' / f)); T' as in :meth:`forward`."""
+        z = self.encoder(self._trim(mel))  # (B, codebook_dim, T'/f)
+        quantised, codes = self.quantizer(z)
+        commitment = self.config.commitment * F.mse_loss(F.normalize(z, dim=1), quantised.detach())
+        return quantised, commitment, codes
 
     @torch.no_grad()
     def encode(self, mel: torch.Tensor) -> torch.Tensor:

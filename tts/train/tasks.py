@@ -60,8 +60,8 @@ class CorpusData:
 
     config: TrainConfig
 
-    def load_corpus(self) -> None:
-        self.corpus = _corpus(self.config)
+    def load_corpus(self, corpus: Corpus | None = None) -> None:
+        self.corpus = corpus or _corpus(self.config)
         self.splits = dict(zip(("train", "val"), self.corpus.split(self.config.data.val_fraction)))
 
     def refresh(self) -> bool:
@@ -70,8 +70,7 @@ class CorpusData:
         if len(corpus.items) <= len(self.corpus.items):
             return False
         log.info("corpus grew from %d to %d utterances", len(self.corpus.items), len(corpus.items))
-        self.corpus = corpus
-        self.splits = dict(zip(("train", "val"), corpus.split(self.config.data.val_fraction)))
+        self.load_corpus(corpus)
         return True
 
 
@@ -148,9 +147,7 @@ class DVAETraining(nn.Module):
         targets with phoneme_lengths (B,)."""
         dvae = self.dvae
         mel = dvae._trim(mel)
-        z = dvae.encoder(mel)  # (B, codebook_dim, L)
-        quantised, codes = dvae.quantizer(z)
-        commitment = dvae.config.commitment * F.mse_loss(F.normalize(z, dim=1), quantised.detach())
+        quantised, commitment, codes = dvae.quantise(mel)  # (B, codebook_dim, L), (), (B, L)
         speaker = dvae.speaker(ref_mel) if dvae.conditioned else None
         recon = dvae._decode(quantised, speaker).float()
         if frame_mask is None:
