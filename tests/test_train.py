@@ -127,6 +127,40 @@ def test_phoneme_error_rate_decodes_greedily():
     assert float(per) == pytest.approx(0.5)  # one insertion against two phones
 
 
+def test_decoder_only_run_adds_context_blocks_and_keeps_the_codes(trained, corpus, tmp_path):
+    """freeze_codes: the encoder and codebook stay bit for bit (a GPT's codes do not move); context
+    blocks missing from `init` start as the identity, so step 0 decodes exactly as the init did."""
+    from tts.checkpoints import load_component
+
+    start = trained / "dvae" / "model.safetensors"
+    items = [o.replace(str(trained / "dvae"), str(tmp_path / "dvae")) for o in overrides("dvae", corpus, trained, steps=2)]
+    items += [f'task.init="{start}"', "task.freeze_codes=true", "task.ctc=0", "model.context_blocks=2", "optim.lr=1e-2"]
+    trainer = train("dvae", CONFIGS / "dvae.toml", items)
+    before, after = load_component(start, "dvae"), trainer.module.dvae
+    old, new = before.state_dict(), after.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if k.startswith(("encoder.", "quantizer.codebook")))
+    assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
+    assert any(k.startswith("context.") for k in new)
+
+    fresh = type(after)(after.config).eval()  # same config, context blocks freshly initialised
+    fresh.load_state_dict(old, strict=False)
+    codes = torch.randint(0, after.config.num_tokens, (1, 6))
+    speaker = torch.randn(1, after.config.speaker_dim)
+    torch.testing.assert_close(fresh.decode(codes, speaker), before.eval().decode(codes, speaker), rtol=0, atol=1e-6)
+
+
+def test_decoder_only_run_refuses_the_phoneme_probe(corpus, tmp_path):
+    with pytest.raises(TTSError, match="freeze_codes"):
+        train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path) + ["task.freeze_codes=true", "task.ctc=0.1"])
+
+
+def test_init_refuses_weights_the_config_lacks(trained, corpus, tmp_path):
+    start = trained / "dvae" / "model.safetensors"
+    items = [o.replace(str(trained / "dvae"), str(tmp_path / "dvae")) for o in overrides("dvae", corpus, trained, steps=0)]
+    with pytest.raises(TTSError, match="init"):
+        train("dvae", CONFIGS / "dvae.toml", items + [f'task.init="{start}"', "model.speaker_dim=0"])
+
+
 def test_dvae_l1_term_is_logged_and_trained(corpus, tmp_path):
     train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=2) + ["task.l1=0.5", "task.ctc=0"])
     rows = list(csv.DictReader(open(tmp_path / "dvae" / "log.csv")))

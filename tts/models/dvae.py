@@ -5,7 +5,8 @@ projection into the codebook space. Quantiser: encoder outputs and codebook entr
 vectors (l2-normalised lookup, which keeps the whole codebook in use); the nearest entry is chosen;
 the codebook is learned by exponential moving averages of the encoder outputs assigned to each entry
 (VQ-VAE with EMA), with unused entries restarted from random encoder outputs. Decoder: mirror image with nearest-neighbour
-upsampling. With ``speaker_dim > 0`` the decoder also hears a speaker vector (from a clip of the
+upsampling; with ``context_blocks > 0``, dilated blocks at the code rate before the first upsampling
+widen what each frame hears to a few seconds. With ``speaker_dim > 0`` the decoder also hears a speaker vector (from a clip of the
 same speaker, :class:`~tts.models.blocks.SpeakerEncoder`) added after each of its residual blocks,
 so the codes need not spend their few bits on timbre and carry content instead (as LSCodec does).
 In the Tortoise configuration: 80 mels, 8192 codes, x4 downsampling (one code per
@@ -40,6 +41,7 @@ class DVAEConfig:
     commitment: float = 0.25  # weight of the commitment term in `forward`'s loss
     speaker_dim: int = 0  # > 0: the decoder is conditioned on a speaker vector of this size
     speaker_channels: int = 128  # width of the speaker encoder
+    context_blocks: int = 0  # dilated blocks at the code rate in the decoder (dilation 1, 2, 4, ...)
 
     @classmethod
     def tortoise(cls) -> "DVAEConfig":
@@ -61,6 +63,22 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.net(x)
+
+
+class ContextBlock(nn.Module):
+    """Dilated residual convolution at the code rate: lets the decoder read the codes around a frame
+    (six blocks reach +-63 codes, ~3 s) for the sentence's intonation. Its output projection starts at
+    zero, so blocks added to a trained decoder leave it unchanged until they learn."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation)
+        self.out = nn.Conv1d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.out(F.relu(self.conv(x)))
 
 
 class Quantizer(nn.Module):
@@ -148,6 +166,9 @@ class DVAE(nn.Module):
             dec += [ResBlock(ch, k) for _ in range(config.resblocks)]
         dec += [nn.Conv1d(ch, config.mel_channels, 1)]
         self.decoder = nn.Sequential(*dec)
+        if config.context_blocks and not config.downsamples:
+            raise ValueError("context_blocks need a code rate below the frame rate (downsamples >= 1)")
+        self.context = nn.Sequential(*(ContextBlock(ch, k, 2**i) for i in range(config.context_blocks)))
         if config.speaker_dim:
             self.speaker_encoder = SpeakerEncoder(config.mel_channels, config.speaker_channels, config.speaker_dim)
             blocks = sum(isinstance(layer, ResBlock) for layer in self.decoder)
@@ -165,8 +186,10 @@ class DVAE(nn.Module):
         """(B, codebook_dim, L) -> normalised mel (B, C, L * f); `speaker` (B, speaker_dim)."""
         if self.conditioned and speaker is None:
             raise ValueError("this DVAE's decoder needs a speaker vector (DVAE.speaker)")
-        x, block = quantised, 0
+        x, block, upsampled = quantised, 0, False
         for layer in self.decoder:
+            if not upsampled and isinstance(layer, nn.Upsample):
+                x, upsampled = self.context(x), True  # (B, ch, L): the last code-rate stage
             x = layer(x)
             if self.conditioned and isinstance(layer, ResBlock):
                 x = x + self.speaker_proj[block](speaker).to(x.dtype)[:, :, None]

@@ -158,7 +158,8 @@ class Trainer:
 
     def _init_from_component(self) -> None:
         """A new run with `[task] init = "<component.safetensors>"` starts from those weights (a model
-        committed to the repository, say) instead of random ones; optimiser state starts afresh."""
+        committed to the repository, say) instead of random ones; optimiser state starts afresh. A config may add parts the component lacks
+        (the DVAE's context blocks): they keep their initialisation; weights the config lacks are an error."""
         init = self.config.task_options.get("init")
         if not init:
             return
@@ -170,10 +171,15 @@ class Trainer:
         if target is None:
             raise TTSError(f"[task] init: the {kind} trainer has no {kind} module to load into")
         try:
-            target.load_state_dict(component.state_dict())
-        except RuntimeError as exc:
+            result = target.load_state_dict(component.state_dict(), strict=False)
+        except RuntimeError as exc:  # a tensor of another shape
             raise TTSError(f"[task] init: {init} does not fit this {kind} config: {str(exc).splitlines()[0]}") from None
+        if result.unexpected_keys:
+            raise TTSError(f"[task] init: {init} has weights this {kind} config lacks: "
+                           f"{', '.join(result.unexpected_keys[:3])}")
         log.info("initialised %s from %s", kind, init)
+        if result.missing_keys:  # parts this config adds (new blocks) keep their own initialisation
+            log.info("not in %s, left as initialised: %s", init, ", ".join(sorted({k.rsplit('.', 2)[0] for k in result.missing_keys})))
 
     def save(self) -> None:
         if self.rank != 0:

@@ -130,9 +130,15 @@ class DVAETraining(nn.Module):
     """Reconstruction MSE (plus `l1` times the L1 error, which smooths less) and the commitment term;
     with `ctc` > 0 also `ctc` times the CTC loss of a :class:`PhonemeProbe` on the quantised codes."""
 
-    def __init__(self, config: DVAEConfig, l1: float = 0.0, ctc: float = 0.0, phoneme_classes: int = 0):
+    def __init__(self, config: DVAEConfig, l1: float = 0.0, ctc: float = 0.0, phoneme_classes: int = 0,
+                 freeze_codes: bool = False):
         super().__init__()
         self.dvae = DVAE(config)
+        self.freeze_codes = freeze_codes  # True: encoder and codebook fixed, only the decoder side learns
+        if freeze_codes:
+            if ctc:
+                raise ValueError("freeze_codes trains the decoder only: the phoneme probe (ctc) has nothing to shape")
+            self.dvae.encoder.requires_grad_(False)
         self.l1 = l1
         self.ctc = ctc
         self.probe = PhonemeProbe(config.codebook_dim, phoneme_classes) if ctc else None
@@ -147,7 +153,11 @@ class DVAETraining(nn.Module):
         targets with phoneme_lengths (B,)."""
         dvae = self.dvae
         mel = dvae._trim(mel)
-        quantised, commitment, codes = dvae.quantise(mel)  # (B, codebook_dim, L), (), (B, L)
+        if self.freeze_codes:  # the codes a GPT was trained on stay exactly as they are
+            codes = dvae.encode(mel)  # (B, L)
+            quantised, commitment = dvae.quantizer.codebook[codes].transpose(1, 2), mel.new_zeros(())
+        else:
+            quantised, commitment, codes = dvae.quantise(mel)  # (B, codebook_dim, L), (), (B, L)
         speaker = dvae.speaker(ref_mel) if dvae.conditioned else None
         recon = dvae._decode(quantised, speaker).float()
         if frame_mask is None:
@@ -205,7 +215,8 @@ def _edit_distance(a: list[int], b: list[int]) -> int:
 
 
 class DVAETask(CorpusData):
-    """Random crops by default; with `[task] ctc = W` whole utterances (padded, masked) so that the
+    """With `[task] freeze_codes = true` only the decoder side (decoder, context blocks, speaker
+    encoder) learns, from `init`'s weights: the codes a GPT was trained on do not move. Random crops by default; with `[task] ctc = W` whole utterances (padded, masked) so that the
     phoneme probe can read each utterance's phonemes from its codes. For the first `[task]
     probe_warmup` steps the probe only learns to read the codes as they are (its loss does not reach
     the encoder): a random probe's large, noisy loss would otherwise collapse the codebook."""
@@ -218,8 +229,12 @@ class DVAETask(CorpusData):
         self.ctc = float(config.task_options.get("ctc", 0.0))
         self.probe_warmup = int(config.task_options.get("probe_warmup", 0))
         self.tokenizer = PhonemeTokenizer()
-        self.module = DVAETraining(model_config, l1=float(config.task_options.get("l1", 0.0)), ctc=self.ctc,
-                                   phoneme_classes=self.tokenizer.vocab_size)
+        try:
+            self.module = DVAETraining(model_config, l1=float(config.task_options.get("l1", 0.0)), ctc=self.ctc,
+                                       phoneme_classes=self.tokenizer.vocab_size,
+                                       freeze_codes=bool(config.task_options.get("freeze_codes", False)))
+        except ValueError as exc:
+            raise TTSError(f"[task]: {exc}") from None
         self.load_corpus()
         self.factor = f = model_config.downsample_factor
         self.frames = max(f, int(config.data.crop_seconds * MEL.sample_rate / MEL.hop_length) // f * f)
