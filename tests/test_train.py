@@ -149,6 +149,30 @@ def test_decoder_only_run_adds_context_blocks_and_keeps_the_codes(trained, corpu
     torch.testing.assert_close(fresh.decode(codes, speaker), before.eval().decode(codes, speaker), rtol=0, atol=1e-6)
 
 
+def test_pitched_decoder_trains_its_predictor_and_renders_a_given_contour(trained, corpus, tmp_path):
+    from tts.models.dvae import pitch_from_hz
+
+    start = trained / "dvae" / "model.safetensors"
+    items = [o.replace(str(trained / "dvae"), str(tmp_path / "dvae")) for o in overrides("dvae", corpus, trained, steps=2)]
+    items += [f'task.init="{start}"', "task.freeze_codes=true", "task.ctc=0", "model.pitch_bins=8",
+              "data.crop_seconds=0", "optim.lr=1e-2"]
+    trainer = train("dvae", CONFIGS / "dvae.toml", items)
+    rows = list(csv.DictReader(open(tmp_path / "dvae" / "log.csv")))
+    assert all(float(r["f0"]) > 0 and float(r["voicing"]) > 0 for r in rows)
+    dvae = trainer.module.dvae.eval()
+    assert any(t.abs().sum() > 0 for t in dvae.pitch_embed.parameters())  # the contour reached the decoder
+    codes, speaker = torch.randint(0, dvae.config.num_tokens, (1, 6)), torch.randn(1, dvae.config.speaker_dim)
+    frames = 6 * dvae.config.downsample_factor
+    low, high = pitch_from_hz(torch.full((1, frames), 100.0)), pitch_from_hz(torch.full((1, frames), 250.0))
+    assert not torch.equal(dvae.decode(codes, speaker, low), dvae.decode(codes, speaker, high))
+    assert dvae.decode(codes, speaker).shape == (1, 80, frames)  # without a contour: its own guess
+
+
+def test_pitched_decoder_needs_whole_utterances(corpus, tmp_path):
+    with pytest.raises(TTSError, match="crop_seconds"):
+        train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path) + ["task.ctc=0", "model.pitch_bins=8"])
+
+
 def test_decoder_only_run_refuses_the_phoneme_probe(corpus, tmp_path):
     with pytest.raises(TTSError, match="freeze_codes"):
         train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path) + ["task.freeze_codes=true", "task.ctc=0.1"])

@@ -26,7 +26,7 @@ def main() -> None:
     task = DVAETask(config, torch.device("cpu"))
     task.module.eval()
     for path in args.weights:
-        task.module.dvae.load_state_dict(load_component(path, "dvae").state_dict())
+        task.module.dvae = load_component(path, "dvae").eval()  # its own config (context blocks or not)
         batches = task.batches("val", random.Random(1234), (0, 1))  # the trainer's validation batches
         mse = 0.0
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):

@@ -5,7 +5,11 @@ projection into the codebook space. Quantiser: encoder outputs and codebook entr
 vectors (l2-normalised lookup, which keeps the whole codebook in use); the nearest entry is chosen;
 the codebook is learned by exponential moving averages of the encoder outputs assigned to each entry
 (VQ-VAE with EMA), with unused entries restarted from random encoder outputs. Decoder: mirror image with nearest-neighbour
-upsampling; with ``context_blocks > 0``, dilated blocks at the code rate before the first upsampling
+upsampling; with ``pitch_bins > 0`` the upsampled stages also hear a pitch contour per mel frame
+(log F0 and voicing): the true one in training (tts.pitch), otherwise the decoder's own prediction
+from the codes. An MSE decoder that must guess the pitch smears the harmonics into a haze; given a
+contour, even the predicted mean one, it can draw them (FastSpeech 2's variance adaptor does the
+same for its mel decoder). With ``context_blocks > 0``, dilated blocks at the code rate before the first upsampling
 widen what each frame hears to a few seconds. With ``speaker_dim > 0`` the decoder also hears a speaker vector (from a clip of the
 same speaker, :class:`~tts.models.blocks.SpeakerEncoder`) added after each of its residual blocks,
 so the codes need not spend their few bits on timbre and carry content instead (as LSCodec does).
@@ -18,12 +22,14 @@ the trainer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..pitch import FMAX, FMIN
 from .blocks import SpeakerEncoder
 
 
@@ -42,6 +48,7 @@ class DVAEConfig:
     speaker_dim: int = 0  # > 0: the decoder is conditioned on a speaker vector of this size
     speaker_channels: int = 128  # width of the speaker encoder
     context_blocks: int = 0  # dilated blocks at the code rate in the decoder (dilation 1, 2, 4, ...)
+    pitch_bins: int = 0  # > 0: the decoder renders a pitch contour (log F0 in this many bins + unvoiced)
 
     @classmethod
     def tortoise(cls) -> "DVAEConfig":
@@ -79,6 +86,59 @@ class ContextBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.out(F.relu(self.conv(x)))
+
+
+LOG_F0_CENTER, LOG_F0_SCALE = math.log(150.0), 0.5  # the pitch predictor's normalised log F0
+
+
+class PitchPredictor(nn.Module):
+    """Code-rate decoder features (B, ch, L) -> per mel frame (B, 2, L * factor): normalised log F0
+    (the mean of what the codes leave open: a smooth, valid contour) and the voicing logit."""
+
+    def __init__(self, channels: int, factor: int, layers: int = 3):
+        super().__init__()
+        self.factor = factor
+        self.convs = nn.ModuleList(nn.Conv1d(channels, channels, 5, padding=2 * 2**i, dilation=2**i) for i in range(layers))
+        self.out = nn.Conv1d(channels, 2 * factor, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = x + F.relu(conv(x))
+        b, _, length = x.shape
+        return self.out(x).view(b, 2, self.factor, length).transpose(2, 3).reshape(b, 2, length * self.factor)
+
+
+def pitch_from_hz(hz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """F0 in Hz per mel frame (B, T), 0 where unvoiced (tts.pitch.f0) -> (log F0 (B, T), voiced (B, T) bool)."""
+    voiced = hz > 0
+    return torch.log(hz.clamp_min(1.0)), voiced
+
+
+def pitch_from_prediction(predicted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """PitchPredictor output (B, 2, T) -> (log F0 (B, T), voiced (B, T) bool)."""
+    return predicted[:, 0].float() * LOG_F0_SCALE + LOG_F0_CENTER, predicted[:, 1] > 0
+
+
+class PitchEmbedding(nn.Module):
+    """(log F0, voiced) per frame -> (B, ch, T): a table of `bins` log-spaced pitches from FMIN to FMAX,
+    read with linear interpolation between neighbours, plus one entry for unvoiced frames. A table (not
+    a scalar) lets each pitch learn its own harmonic comb. Starts at zero: a trained decoder that gains
+    it is unchanged until it learns."""
+
+    def __init__(self, bins: int, channels: int):
+        super().__init__()
+        self.bins = bins
+        self.table = nn.Embedding(bins + 1, channels)
+        nn.init.zeros_(self.table.weight)
+
+    def forward(self, log_f0: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
+        low, high = math.log(FMIN), math.log(FMAX)
+        pos = ((log_f0.float() - low) / (high - low) * (self.bins - 1)).clamp(0, self.bins - 1)
+        below = pos.floor().long().clamp(max=self.bins - 2)
+        frac = (pos - below)[..., None]
+        emb = self.table(below + 1) * (1 - frac) + self.table(below + 2) * frac  # (B, T, ch)
+        emb = torch.where(voiced[..., None], emb, self.table.weight[0])
+        return emb.transpose(1, 2)
 
 
 class Quantizer(nn.Module):
@@ -169,6 +229,13 @@ class DVAE(nn.Module):
         if config.context_blocks and not config.downsamples:
             raise ValueError("context_blocks need a code rate below the frame rate (downsamples >= 1)")
         self.context = nn.Sequential(*(ContextBlock(ch, k, 2**i) for i in range(config.context_blocks)))
+        if config.pitch_bins:
+            if not config.downsamples:
+                raise ValueError("pitch_bins need a code rate below the frame rate (downsamples >= 1)")
+            first_up = next(i for i, layer in enumerate(self.decoder) if isinstance(layer, nn.Upsample))
+            upsampled_blocks = sum(isinstance(layer, ResBlock) for layer in list(self.decoder)[first_up:])
+            self.pitch_predictor = PitchPredictor(ch, config.downsample_factor)
+            self.pitch_embed = nn.ModuleList(PitchEmbedding(config.pitch_bins, ch) for _ in range(upsampled_blocks))
         if config.speaker_dim:
             self.speaker_encoder = SpeakerEncoder(config.mel_channels, config.speaker_channels, config.speaker_dim)
             blocks = sum(isinstance(layer, ResBlock) for layer in self.decoder)
@@ -182,19 +249,43 @@ class DVAE(nn.Module):
         """Normalised mel of a reference clip (B, C, F) -> speaker vector (B, speaker_dim)."""
         return self.speaker_encoder(ref_mel)
 
-    def _decode(self, quantised: torch.Tensor, speaker: torch.Tensor | None) -> torch.Tensor:
-        """(B, codebook_dim, L) -> normalised mel (B, C, L * f); `speaker` (B, speaker_dim)."""
+    @property
+    def pitched(self) -> bool:
+        return bool(self.config.pitch_bins)
+
+    def _decode(self, quantised: torch.Tensor, speaker: torch.Tensor | None,
+                pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, codebook_dim, L) -> normalised mel (B, C, L * f); `speaker` (B, speaker_dim); `pitch`
+        (log F0, voiced), each (B, L * f), for a pitched decoder (None: its own prediction)."""
+        return self.decode_with_pitch(quantised, speaker, pitch)[0]
+
+    def decode_with_pitch(self, quantised: torch.Tensor, speaker: torch.Tensor | None,
+                          pitch: tuple[torch.Tensor, torch.Tensor] | None = None,
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`_decode`, also returning the pitch predictor's output (B, 2, L * f) (None when the
+        decoder has no pitch input). The predictor reads detached features: its loss shapes only itself."""
         if self.conditioned and speaker is None:
             raise ValueError("this DVAE's decoder needs a speaker vector (DVAE.speaker)")
-        x, block, upsampled = quantised, 0, False
+        x, block, upsampled, predicted, pitch_block, embedded = quantised, 0, False, None, 0, None
         for layer in self.decoder:
             if not upsampled and isinstance(layer, nn.Upsample):
                 x, upsampled = self.context(x), True  # (B, ch, L): the last code-rate stage
+                if self.pitched:
+                    predicted = self.pitch_predictor(x.detach())  # (B, 2, L * f)
+                    pitch = pitch_from_prediction(predicted) if pitch is None else pitch
             x = layer(x)
-            if self.conditioned and isinstance(layer, ResBlock):
-                x = x + self.speaker_proj[block](speaker).to(x.dtype)[:, :, None]
-                block += 1
-        return x
+            if isinstance(layer, ResBlock):
+                if self.conditioned:
+                    x = x + self.speaker_proj[block](speaker).to(x.dtype)[:, :, None]
+                    block += 1
+                if upsampled and self.pitched:
+                    embedded = self.pitch_embed[pitch_block](*pitch)  # (B, ch, L * f)
+                    factor = embedded.shape[-1] // x.shape[-1]
+                    if factor > 1:
+                        embedded = F.avg_pool1d(embedded, factor)
+                    x = x + embedded.to(x.dtype)
+                    pitch_block += 1
+        return x, predicted
 
     def _trim(self, mel: torch.Tensor) -> torch.Tensor:
         usable = mel.shape[-1] // self.config.downsample_factor * self.config.downsample_factor
@@ -227,11 +318,13 @@ class DVAE(nn.Module):
         return self.quantizer.codes(z.transpose(1, 2).reshape(-1, d).float()).view(b, t)
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor, speaker: torch.Tensor | None = None,
+               pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Codes (B, L) -> normalised mel (B, C, L * f); `speaker` (B, speaker_dim) from
-        :meth:`speaker` when the decoder is conditioned."""
-        return self.decode_mel(codes, speaker)
+        :meth:`speaker` when the decoder is conditioned; `pitch` as in :meth:`_decode`."""
+        return self.decode_mel(codes, speaker, pitch)
 
-    def decode_mel(self, codes: torch.Tensor, speaker: torch.Tensor | None = None) -> torch.Tensor:
+    def decode_mel(self, codes: torch.Tensor, speaker: torch.Tensor | None = None,
+                   pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """:meth:`decode` with autograd (gradients reach `speaker`: fine-tuning a voice's vector)."""
-        return self._decode(self.quantizer.codebook[codes].transpose(1, 2), speaker)
+        return self._decode(self.quantizer.codebook[codes].transpose(1, 2), speaker, pitch)

@@ -26,7 +26,7 @@ class DataConfig:
     batch_size: int = 16
     min_seconds: float = 0.5
     max_seconds: float = 10.0
-    crop_seconds: float = 0.0  # > 0: random crops of this length (DVAE)
+    crop_seconds: float = 0.0  # > 0: random crops of this length; 0: whole utterances
     cond_seconds: float = 4.0  # conditioning clip length (GPT, diffusion)
     val_fraction: float = 0.02
     val_batches: int = 8  # batches of the validation split scored at each validation

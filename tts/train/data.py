@@ -1,8 +1,9 @@
 """Corpus access for the trainers: manifest, cached mels and codes, splits, length-bucketed batches.
 
 Mels are the HiFi-GAN front-end (tts.audio.HIFIGAN_MEL), cached as float16 .npy under
-`<corpus>/cache/mels/`; DVAE codes under `<corpus>/cache/codes/<dvae id>/`. Caches are written
-atomically, so concurrent or interrupted runs never leave a torn file.
+`<corpus>/cache/mels/`; DVAE codes under `<corpus>/cache/codes/<dvae id>/`; pitch (tts.pitch) under
+`<corpus>/cache/pitch/`. Caches are written atomically, so concurrent or interrupted runs never leave
+a torn file.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from .. import audio
 from ..errors import TTSError
 from ..fileio import atomic_path
+from ..pitch import f0
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,21 @@ class Corpus:
             with open(tmp, "wb") as f:
                 np.save(f, mel.astype(np.float16))
         return mel
+
+    def pitch(self, utt: Utterance) -> np.ndarray:
+        """(T,) F0 in Hz per mel frame of an utterance, 0 where unvoiced (tts.pitch; cached)."""
+        path = self.root / "cache" / "pitch" / f"{utt.id}.npy"
+        if path.is_file():
+            try:
+                return np.load(path).astype(np.float32)
+            except (OSError, ValueError):
+                log.warning("recomputing unreadable cache file %s", path)
+        hz = f0(audio.load_audio(utt.audio, MEL.sample_rate), MEL.sample_rate)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, hz.astype(np.float16))
+        return hz
 
     def codes(self, utt: Utterance, dvae, dvae_id: str) -> np.ndarray:
         """(L,) DVAE codes of an utterance's mel (computed once per DVAE, then cached)."""

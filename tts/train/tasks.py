@@ -24,7 +24,7 @@ from .. import audio
 from ..checkpoints import load_component, save_component
 from ..errors import TTSError
 from ..models.diffusion import DiffusionConfig, DiffusionDecoder
-from ..models.dvae import DVAE, DVAEConfig
+from ..models.dvae import DVAE, LOG_F0_CENTER, LOG_F0_SCALE, DVAEConfig, pitch_from_hz
 from ..models.flow import FlowConfig, FlowDecoder
 from ..models.gpt import GPTConfig, SpeechGPT
 from ..sampling.diffusion import TRAINED_STEPS, NoiseSchedule, linear_betas
@@ -146,11 +146,12 @@ class DVAETraining(nn.Module):
 
     def forward(self, mel: torch.Tensor, ref_mel: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
                 phonemes: torch.Tensor | None = None, phoneme_lengths: torch.Tensor | None = None,
-                ) -> dict[str, torch.Tensor]:
+                pitch_hz: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """mel: normalised (B, C, T) with T a multiple of the downsampling factor; ref_mel (B, C, F):
         normalised clips of the same speakers (other utterances), for a speaker-conditioned decoder.
         With the probe: whole utterances, frame_mask (B, T) of real frames, phonemes (B, n) CTC
-        targets with phoneme_lengths (B,)."""
+        targets with phoneme_lengths (B,). pitch_hz (B, T): F0 per frame (0: unvoiced) for a pitched
+        decoder, which renders the true contour while its predictor learns to guess it."""
         dvae = self.dvae
         mel = dvae._trim(mel)
         if self.freeze_codes:  # the codes a GPT was trained on stay exactly as they are
@@ -159,7 +160,9 @@ class DVAETraining(nn.Module):
         else:
             quantised, commitment, codes = dvae.quantise(mel)  # (B, codebook_dim, L), (), (B, L)
         speaker = dvae.speaker(ref_mel) if dvae.conditioned else None
-        recon = dvae._decode(quantised, speaker).float()
+        teacher = pitch_from_hz(pitch_hz[:, :mel.shape[-1]]) if dvae.pitched and pitch_hz is not None else None
+        recon, predicted = dvae.decode_with_pitch(quantised, speaker, teacher)
+        recon = recon.float()
         if frame_mask is None:
             mse = F.mse_loss(recon, mel)
             l1 = F.l1_loss(recon, mel) if self.l1 else None
@@ -171,6 +174,9 @@ class DVAETraining(nn.Module):
         extra = {}
         if l1 is not None:
             loss, extra = loss + self.l1 * l1, {"l1": l1.detach()}
+        if predicted is not None and pitch_hz is not None:  # the predictor learns the true contour
+            extra.update(pitch_losses(predicted.float(), pitch_hz[:, :recon.shape[-1]], frame_mask))
+            loss = loss + extra["f0"] + extra["voicing"]
         if self.probe is not None and phonemes is not None:
             log_probs = self.probe(quantised.detach() if self.probe_only else quantised)  # (2L, B, classes)
             frames = frame_mask.sum(1) // dvae.config.downsample_factor * PhonemeProbe.FRAMES_PER_CODE
@@ -187,6 +193,17 @@ class DVAETraining(nn.Module):
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
         return {"loss": loss, "mse": mse.detach(), "commitment": commitment.detach(),
                 "perplexity": perplexity.detach(), **extra}
+
+
+def pitch_losses(predicted: torch.Tensor, hz: torch.Tensor, frame_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The pitch predictor's losses: MSE of normalised log F0 on voiced frames, and the voicing
+    decision's binary cross-entropy on real frames. predicted (B, 2, T), hz (B, T), frame_mask (B, T)."""
+    real = torch.ones_like(hz, dtype=torch.bool) if frame_mask is None else frame_mask[:, :hz.shape[-1]]
+    voiced = (hz > 0) & real
+    target = (torch.log(hz.clamp_min(1.0)) - LOG_F0_CENTER) / LOG_F0_SCALE
+    f0 = ((predicted[:, 0] - target) ** 2 * voiced).sum() / voiced.sum().clamp_min(1)
+    voicing = F.binary_cross_entropy_with_logits(predicted[:, 1], (hz > 0).float(), reduction="none")
+    return {"f0": f0, "voicing": (voicing * real).sum() / real.sum().clamp_min(1)}
 
 
 def phoneme_error_rate(log_probs: torch.Tensor, frames: torch.Tensor, targets: torch.Tensor,
@@ -216,8 +233,9 @@ def _edit_distance(a: list[int], b: list[int]) -> int:
 
 class DVAETask(CorpusData):
     """With `[task] freeze_codes = true` only the decoder side (decoder, context blocks, speaker
-    encoder) learns, from `init`'s weights: the codes a GPT was trained on do not move. Random crops by default; with `[task] ctc = W` whole utterances (padded, masked) so that the
-    phoneme probe can read each utterance's phonemes from its codes. For the first `[task]
+    encoder) learns, from `init`'s weights: the codes a GPT was trained on do not move. Random crops of
+    `data.crop_seconds`; whole utterances (padded, masked) when that is 0 or with `[task] ctc = W`, so
+    that the phoneme probe can read each utterance's phonemes from its codes. For the first `[task]
     probe_warmup` steps the probe only learns to read the codes as they are (its loss does not reach
     the encoder): a random probe's large, noisy loss would otherwise collapse the codebook."""
 
@@ -238,12 +256,16 @@ class DVAETask(CorpusData):
         self.load_corpus()
         self.factor = f = model_config.downsample_factor
         self.frames = max(f, int(config.data.crop_seconds * MEL.sample_rate / MEL.hop_length) // f * f)
+        self.whole = bool(self.ctc) or config.data.crop_seconds <= 0  # whole utterances, padded and masked
+        self.pitched = bool(model_config.pitch_bins)
+        if self.pitched and not self.whole:
+            raise TTSError("a pitched DVAE trains on whole utterances: set data.crop_seconds = 0")
         self.cond_frames = cond_frames(config) if model_config.speaker_dim else 0
 
     def batches(self, split: str, rng: random.Random, shard: tuple[int, int]) -> Iterator[dict]:
         items = self.splits[split]
         for idx in bucketed_batches([u.duration for u in items], self.config.data.batch_size, rng, shard):
-            batch = self._whole(items, idx) if self.ctc else self._crops(items, idx, rng)
+            batch = self._whole(items, idx) if self.whole else self._crops(items, idx, rng)
             if self.cond_frames:
                 refs = [self.corpus.cond_mel(items[i].speaker, items[i].id, self.cond_frames, rng) for i in idx]
                 batch["ref_mel"] = audio.normalize_mel(torch.from_numpy(np.stack(refs)))
@@ -264,8 +286,12 @@ class DVAETask(CorpusData):
         mask = torch.arange(mel.shape[-1])[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
         targets = [ctc_targets(self.tokenizer, items[i].phonemes) for i in idx]
         phonemes = pad_stack([np.array(t, dtype=np.int64) for t in targets], 0, dtype=torch.long)
-        return {"mel": audio.normalize_mel(mel), "frame_mask": mask, "phonemes": phonemes,
-                "phoneme_lengths": torch.tensor([len(t) for t in targets])}
+        batch = {"mel": audio.normalize_mel(mel), "frame_mask": mask, "phonemes": phonemes,
+                 "phoneme_lengths": torch.tensor([len(t) for t in targets])}
+        if self.pitched:
+            pitches = [self.corpus.pitch(items[i])[:n] for i, n in zip(idx, lengths)]
+            batch["pitch_hz"] = pad_stack([np.pad(p, (0, n - len(p))) for p, n in zip(pitches, lengths)], 0.0)
+        return batch
 
     def export(self, module: nn.Module, run_dir: Path) -> Path:
         path = run_dir / EXPORT_FILE
