@@ -82,7 +82,7 @@ def make_voice(voices_dir: Path, name: str, clips: int = 2, seconds: float = 3.0
 
 
 def tiny_flow_modules(seed: int = 0) -> dict[str, torch.nn.Module]:
-    """Our small model's shape, tiny: phoneme GPT, speaker-conditioned DVAE, flow decoder, a HiFi-GAN
+    """Our small model's shape, tiny: phoneme GPT, speaker-conditioned pitched DVAE, flow decoder, a HiFi-GAN
     on 80-band mels at 22.05 kHz."""
     from tts.models.dvae import DVAE, DVAEConfig
     from tts.models.flow import FlowConfig, FlowDecoder
@@ -96,7 +96,7 @@ def tiny_flow_modules(seed: int = 0) -> dict[str, torch.nn.Module]:
                               stop_text_token=phonemes.stop_id, number_mel_codes=codes + 2, mel_channels=80,
                               samples_per_code=1024))
     dvae = DVAE(DVAEConfig(mel_channels=80, channels=32, num_tokens=codes, codebook_dim=16, resblocks=1,
-                           speaker_dim=16, speaker_channels=16))
+                           speaker_dim=16, speaker_channels=16, context_blocks=1, pitch_bins=8))
     flow = FlowDecoder(FlowConfig(mel_channels=80, channels=32, layers=2, num_codes=codes, code_dim=8,
                                   speaker_dim=16, speaker_channels=16, time_dim=16))
     vocoder = HifiGanGenerator(dataclass_replace(HifiGanConfig.universal(), upsample_initial_channel=32))

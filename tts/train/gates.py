@@ -7,7 +7,8 @@ through the corpus's own processing (the renders are cached), and every stage is
 - original: the teacher's audio itself;
 - G0, the vocoder floor: teacher audio -> HiFi-GAN mel -> universal HiFi-GAN;
 - G1, the DVAE alone: mel -> codes -> DVAE decoder (speaker vector from a corpus clip of the same
-  speaker) -> HiFi-GAN;
+  speaker; a pitched decoder guesses the pitch from the codes) -> HiFi-GAN; for a pitched decoder
+  also ``g1_true_pitch``, the same with the recording's own pitch contour (the decoder's ceiling);
 - G2, the decoder: mel -> codes -> the flow decoder (prior: the DVAE's coarse mel; conditioned on
   the codes and the speaker clip) -> HiFi-GAN.
 
@@ -32,6 +33,8 @@ from ..errors import TTSError
 from ..evaluate import (JUDGE_SAMPLE_RATE, cosine, error_rates, load_judges, read_sentences, scoring_text,
                         voice_embedding)
 from ..fileio import write_text_atomic
+from ..models.dvae import pitch_from_hz
+from ..pitch import f0
 from .data import Corpus, crop_or_pad
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,7 @@ log = logging.getLogger(__name__)
 MEL = audio.HIFIGAN_MEL
 DEFAULT_SENTENCES = Path(__file__).resolve().parents[2] / "benchmarks" / "sentences.txt"
 REFERENCE_SECONDS = 3.0  # the speaker clip, as the trainers use
-STAGES = ("original", "g0", "g1", "g2")
+STAGES = ("original", "g0", "g1", "g1_true_pitch", "g2")
 
 
 def render(voice: str, sentences: list[str], cache: Path) -> list[np.ndarray]:
@@ -87,6 +90,10 @@ class Stages:
             speaker = self.dvae.speaker(ref) if self.dvae.conditioned else None
             coarse = self.dvae.decode(codes, speaker)  # (1, C, T') normalised
             out["g1"] = self.vocode(audio.denormalize_mel(coarse))
+            if self.dvae.pitched:  # the decoder's ceiling: the recording's own contour instead of its guess
+                hz = torch.from_numpy(f0(wav, MEL.sample_rate))[None, :coarse.shape[-1]]
+                true = self.dvae.decode(codes, speaker, pitch_from_hz(hz))
+                out["g1_true_pitch"] = self.vocode(audio.denormalize_mel(true))
             if self.decoder is not None:
                 fine = self.decoder.generate(coarse, codes, ref, steps=self.decoder_steps, generator=generator)
                 out["g2"] = self.vocode(audio.denormalize_mel(fine))
