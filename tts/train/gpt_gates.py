@@ -123,7 +123,9 @@ def freerun(gpt_path: str, dvae_path: str, flow_path: str | None, corpus_dir: st
 
     corpus = Corpus(corpus_dir)
     with tempfile.TemporaryDirectory(prefix="gpt-gate-") as tmp:
-        model = export_model(Path(tmp) / "model", gpt_path, None, dvae_path, flow_path=flow_path, dtype=None)
+        # exported as the shipped model would be: the corpus's codes per phoneme token set the stop rule
+        model = export_model(Path(tmp) / "model", gpt_path, None, dvae_path, flow_path=flow_path, dtype=None,
+                             corpus=corpus_dir)
         tts = TextToSpeech(model, cache=Path(tmp) / "cache")
         voice_objs = [corpus_voice(corpus, v, Path(tmp) / "voices" / v) for v in voices]
         report = evaluate(tts, voice_objs, sentences, options, load_judges(threads=1),

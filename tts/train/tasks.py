@@ -126,6 +126,12 @@ def ctc_targets(tokenizer: PhonemeTokenizer, phonemes: str) -> list[int]:
 _NOT_PHONES = frozenset("ˈˌːˑ") | frozenset(' !"\'(),-.:;?[]{}—…«»“”¿¡')
 
 
+#: The pitch predictor reads detached features, so its loss trains only itself, and Adam's steps do not
+#: depend on a loss's scale; but its gradients (~100x the decoder's at the start) would dominate the
+#: global gradient-norm clip and so shrink the decoder's steps. Scaled down, they stay out of the way.
+PITCH_LOSS_WEIGHT = 0.01
+
+
 class DVAETraining(nn.Module):
     """Reconstruction MSE (plus `l1` times the L1 error, which smooths less) and the commitment term;
     with `ctc` > 0 also `ctc` times the CTC loss of a :class:`PhonemeProbe` on the quantised codes."""
@@ -176,7 +182,7 @@ class DVAETraining(nn.Module):
             loss, extra = loss + self.l1 * l1, {"l1": l1.detach()}
         if predicted is not None and pitch_hz is not None:  # the predictor learns the true contour
             extra.update(pitch_losses(predicted.float(), pitch_hz[:, :recon.shape[-1]], frame_mask))
-            loss = loss + extra["f0"] + extra["voicing"]
+            loss = loss + PITCH_LOSS_WEIGHT * (extra["f0"] + extra["voicing"])
         if self.probe is not None and phonemes is not None:
             log_probs = self.probe(quantised.detach() if self.probe_only else quantised)  # (2L, B, classes)
             frames = frame_mask.sum(1) // dvae.config.downsample_factor * PhonemeProbe.FRAMES_PER_CODE
