@@ -82,51 +82,40 @@ class Corpus:
     # -- cached features -------------------------------------------------------------------------
     def mel(self, utt: Utterance) -> np.ndarray:
         """(80, T) float32 log mel of an utterance (computed once, then cached)."""
-        path = self.root / "cache" / "mels" / f"{utt.id}.npy"
-        if path.is_file():
-            try:
-                return np.load(path).astype(np.float32)
-            except (OSError, ValueError):
-                log.warning("recomputing unreadable cache file %s", path)
-        wav = audio.load_audio(utt.audio, MEL.sample_rate)
-        mel = audio.mel_spectrogram(torch.from_numpy(wav), MEL)[0].numpy()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, mel.astype(np.float16))
-        return mel
+        def compute() -> np.ndarray:
+            wav = audio.load_audio(utt.audio, MEL.sample_rate)
+            return audio.mel_spectrogram(torch.from_numpy(wav), MEL)[0].numpy()
+
+        return self._cached(self.root / "cache" / "mels" / f"{utt.id}.npy", compute, np.float32, np.float16)
 
     def pitch(self, utt: Utterance) -> np.ndarray:
         """(T,) F0 in Hz per mel frame of an utterance, 0 where unvoiced (tts.pitch; cached)."""
-        path = self.root / "cache" / "pitch" / f"{utt.id}.npy"
-        if path.is_file():
-            try:
-                return np.load(path).astype(np.float32)
-            except (OSError, ValueError):
-                log.warning("recomputing unreadable cache file %s", path)
-        hz = f0(audio.load_audio(utt.audio, MEL.sample_rate), MEL.sample_rate)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, hz.astype(np.float16))
-        return hz
+        return self._cached(self.root / "cache" / "pitch" / f"{utt.id}.npy",
+                            lambda: f0(audio.load_audio(utt.audio, MEL.sample_rate), MEL.sample_rate),
+                            np.float32, np.float16)
 
     def codes(self, utt: Utterance, dvae, dvae_id: str) -> np.ndarray:
         """(L,) DVAE codes of an utterance's mel (computed once per DVAE, then cached)."""
-        path = self.root / "cache" / "codes" / dvae_id / f"{utt.id}.npy"
+        def compute() -> np.ndarray:
+            with torch.no_grad():
+                return dvae.encode(audio.normalize_mel(torch.from_numpy(self.mel(utt))[None]))[0].numpy()
+
+        return self._cached(self.root / "cache" / "codes" / dvae_id / f"{utt.id}.npy", compute, np.int64, np.int16)
+
+    @staticmethod
+    def _cached(path: Path, compute, dtype, stored_dtype) -> np.ndarray:
+        """The array at `path` as `dtype`, or `compute()` written there (atomically, as `stored_dtype`)."""
         if path.is_file():
             try:
-                return np.load(path).astype(np.int64)
+                return np.load(path).astype(dtype)
             except (OSError, ValueError):
                 log.warning("recomputing unreadable cache file %s", path)
-        mel = torch.from_numpy(self.mel(utt))[None]
-        with torch.no_grad():
-            codes = dvae.encode(audio.normalize_mel(mel))[0].numpy()
+        value = compute()
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.save(f, codes.astype(np.int16))
-        return codes.astype(np.int64)
+                np.save(f, value.astype(stored_dtype))
+        return value.astype(dtype)
 
     def cond_mel(self, speaker: str, exclude: str, frames: int, rng: random.Random) -> np.ndarray:
         """A conditioning clip: the mel of another utterance of `speaker`, randomly cropped or padded
