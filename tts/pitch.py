@@ -58,7 +58,8 @@ def f0(wav: np.ndarray, sample_rate: int = HIFIGAN_MEL.sample_rate) -> np.ndarra
     mid = cmnd[np.arange(frames), lag]
     right = cmnd[np.arange(frames), np.clip(lag + 1, 0, max_lag)]
     curvature = left - 2 * mid + right
-    shift = np.where(np.abs(curvature) > 1e-12, 0.5 * (left - right) / np.where(curvature == 0, 1, curvature), 0.0)
+    flat = np.abs(curvature) < 1e-12
+    shift = np.where(flat, 0.0, 0.5 * (left - right) / np.where(flat, 1.0, curvature))
     period = lag + np.clip(shift, -1, 1)
 
     power = windows.var(axis=1)

@@ -266,7 +266,7 @@ class DVAE(nn.Module):
         decoder has no pitch input). The predictor reads detached features: its loss shapes only itself."""
         if self.conditioned and speaker is None:
             raise ValueError("this DVAE's decoder needs a speaker vector (DVAE.speaker)")
-        x, block, upsampled, predicted, pitch_block, embedded = quantised, 0, False, None, 0, None
+        x, block, upsampled, predicted, pitch_block = quantised, 0, False, None, 0
         for layer in self.decoder:
             if not upsampled and isinstance(layer, nn.Upsample):
                 x, upsampled = self.context(x), True  # (B, ch, L): the last code-rate stage

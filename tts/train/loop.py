@@ -158,8 +158,9 @@ class Trainer:
 
     def _init_from_component(self) -> None:
         """A new run with `[task] init = "<component.safetensors>"` starts from those weights (a model
-        committed to the repository, say) instead of random ones; optimiser state starts afresh. A config may add parts the component lacks
-        (the DVAE's context blocks): they keep their initialisation; weights the config lacks are an error."""
+        committed to the repository, say) instead of random ones; optimiser state starts afresh. A
+        config may add parts the component lacks (the DVAE's context blocks): they keep their
+        initialisation; weights the config lacks are an error."""
         init = self.config.task_options.get("init")
         if not init:
             return

@@ -166,7 +166,9 @@ class DVAETraining(nn.Module):
         else:
             quantised, commitment, codes = dvae.quantise(mel)  # (B, codebook_dim, L), (), (B, L)
         speaker = dvae.speaker(ref_mel) if dvae.conditioned else None
-        teacher = pitch_from_hz(pitch_hz[:, :mel.shape[-1]]) if dvae.pitched and pitch_hz is not None else None
+        if pitch_hz is not None:
+            pitch_hz = pitch_hz[:, :mel.shape[-1]]  # (B, T'), as the trimmed mel
+        teacher = pitch_from_hz(pitch_hz) if dvae.pitched and pitch_hz is not None else None
         recon, predicted = dvae.decode_with_pitch(quantised, speaker, teacher)
         recon = recon.float()
         if frame_mask is None:
@@ -181,7 +183,7 @@ class DVAETraining(nn.Module):
         if l1 is not None:
             loss, extra = loss + self.l1 * l1, {"l1": l1.detach()}
         if predicted is not None and pitch_hz is not None:  # the predictor learns the true contour
-            extra.update(pitch_losses(predicted.float(), pitch_hz[:, :recon.shape[-1]], frame_mask))
+            extra.update(pitch_losses(predicted.float(), teacher, frame_mask))
             loss = loss + PITCH_LOSS_WEIGHT * (extra["f0"] + extra["voicing"])
         if self.probe is not None and phonemes is not None:
             log_probs = self.probe(quantised.detach() if self.probe_only else quantised)  # (2L, B, classes)
@@ -201,14 +203,17 @@ class DVAETraining(nn.Module):
                 "perplexity": perplexity.detach(), **extra}
 
 
-def pitch_losses(predicted: torch.Tensor, hz: torch.Tensor, frame_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
+def pitch_losses(predicted: torch.Tensor, pitch: tuple[torch.Tensor, torch.Tensor],
+                 frame_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """The pitch predictor's losses: MSE of normalised log F0 on voiced frames, and the voicing
-    decision's binary cross-entropy on real frames. predicted (B, 2, T), hz (B, T), frame_mask (B, T)."""
-    real = torch.ones_like(hz, dtype=torch.bool) if frame_mask is None else frame_mask[:, :hz.shape[-1]]
-    voiced = (hz > 0) & real
-    target = (torch.log(hz.clamp_min(1.0)) - LOG_F0_CENTER) / LOG_F0_SCALE
-    f0 = ((predicted[:, 0] - target) ** 2 * voiced).sum() / voiced.sum().clamp_min(1)
-    voicing = F.binary_cross_entropy_with_logits(predicted[:, 1], (hz > 0).float(), reduction="none")
+    decision's binary cross-entropy on real frames. predicted (B, 2, T); pitch (log F0, voiced), each
+    (B, T), from :func:`pitch_from_hz`; frame_mask (B, T)."""
+    log_f0, voiced = pitch
+    real = torch.ones_like(voiced) if frame_mask is None else frame_mask[:, :voiced.shape[-1]]
+    target = (log_f0 - LOG_F0_CENTER) / LOG_F0_SCALE
+    counted = voiced & real
+    f0 = ((predicted[:, 0] - target) ** 2 * counted).sum() / counted.sum().clamp_min(1)
+    voicing = F.binary_cross_entropy_with_logits(predicted[:, 1], voiced.float(), reduction="none")
     return {"f0": f0, "voicing": (voicing * real).sum() / real.sum().clamp_min(1)}
 
 
@@ -290,10 +295,11 @@ class DVAETask(CorpusData):
         lengths = [m.shape[1] // f * f for m in mels]
         mel = pad_stack([m[:, :n] for m, n in zip(mels, lengths)], audio.LOG_SILENCE)  # (B, C, T)
         mask = torch.arange(mel.shape[-1])[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
-        targets = [ctc_targets(self.tokenizer, items[i].phonemes) for i in idx]
-        phonemes = pad_stack([np.array(t, dtype=np.int64) for t in targets], 0, dtype=torch.long)
-        batch = {"mel": audio.normalize_mel(mel), "frame_mask": mask, "phonemes": phonemes,
-                 "phoneme_lengths": torch.tensor([len(t) for t in targets])}
+        batch = {"mel": audio.normalize_mel(mel), "frame_mask": mask}
+        if self.ctc:  # the probe's targets
+            targets = [ctc_targets(self.tokenizer, items[i].phonemes) for i in idx]
+            batch["phonemes"] = pad_stack([np.array(t, dtype=np.int64) for t in targets], 0, dtype=torch.long)
+            batch["phoneme_lengths"] = torch.tensor([len(t) for t in targets])
         if self.pitched:
             pitches = [self.corpus.pitch(items[i])[:n] for i, n in zip(idx, lengths)]
             batch["pitch_hz"] = pad_stack([np.pad(p, (0, n - len(p))) for p, n in zip(pitches, lengths)], 0.0)
