@@ -380,6 +380,8 @@ def train(task, config, overrides, export_weights):
 @click.option("--diffusion", "diffusion_path", type=click.Path(dir_okay=False),
               help="Trained diffusion component (instead of --flow).")
 @click.option("--dvae", "dvae_path", required=True, type=click.Path(dir_okay=False), help="Trained DVAE component.")
+@click.option("--reader", "reader_path", type=click.Path(dir_okay=False),
+              help="The DVAE run's code reader (reader.safetensors): it ranks the GPT's candidates by how they read.")
 @click.option("--name", default="triforce-small", show_default=True)
 @click.option("--precision", "storage", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
               help="How weights are stored (int8 is smallest; training restarts from it only approximately).")
@@ -393,8 +395,8 @@ def train(task, config, overrides, export_weights):
               help="The GPT's training corpus: its codes per phoneme token go into the card (the stop rule's "
                    "expected length).")
 @user_errors
-def export_model(dst, gpt_path, flow_path, diffusion_path, dvae_path, name, storage, int8_roles, diffusion_input,
-                 cond_seconds, corpus):
+def export_model(dst, gpt_path, flow_path, diffusion_path, dvae_path, reader_path, name, storage, int8_roles,
+                 diffusion_input, cond_seconds, corpus):
     """Assemble trained components into the model directory DST."""
     import torch
 
@@ -402,7 +404,7 @@ def export_model(dst, gpt_path, flow_path, diffusion_path, dvae_path, name, stor
 
     export(dst, gpt_path, diffusion_path, dvae_path, flow_path=flow_path, name=name,
            int8=True if storage == "int8" else set(int8_roles), dtype=torch.float16 if storage == "fp16" else None,
-           diffusion_input=diffusion_input, cond_seconds=cond_seconds, corpus=corpus)
+           diffusion_input=diffusion_input, cond_seconds=cond_seconds, corpus=corpus, reader_path=reader_path)
     click.echo(f"wrote {dst}")
 
 

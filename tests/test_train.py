@@ -17,6 +17,7 @@ from cli import main
 from tests.corpus import make_corpus
 from tests.tiny import make_voice
 from tts.audio import HIFIGAN_SAMPLE_RATE
+from tts.checkpoints import load_component
 from tts.errors import TTSError
 from tts.pipeline import TextToSpeech
 from tts.train.config import load_config
@@ -103,11 +104,14 @@ def test_dvae_phoneme_probe_reads_whole_utterances_and_reports_the_phoneme_error
     rows = list(csv.DictReader(open(tmp_path / "dvae" / "log.csv")))
     assert all(float(r["ctc"]) > 0 and float(r["loss"]) > float(r["mse"]) + 0.5 * float(r["ctc"]) - 1e-6 for r in rows)
     assert all(0 <= float(r["val_per"]) <= 1.5 for r in rows)
-    # the probe trains with the run and is saved for resuming, but the exported DVAE has no probe
+    # the probe trains with the run and is saved for resuming; it is exported beside the DVAE (not in it)
+    # as the code reader that ranks a shipped model's candidates
     state = torch.load(tmp_path / "dvae" / "checkpoint.pt", weights_only=True)["model"]
     assert any(k.startswith("probe.") for k in state)
     with safe_open(str(tmp_path / "dvae" / "model.safetensors"), "pt") as f:
         assert not any("probe" in k for k in f.keys())
+    reader = load_component(tmp_path / "dvae" / "reader.safetensors", "reader")
+    assert all(torch.equal(v, state[f"probe.{k}"]) for k, v in reader.state_dict().items())
 
 
 def test_ctc_targets_keep_the_phones_only():

@@ -103,16 +103,49 @@ def tiny_flow_modules(seed: int = 0) -> dict[str, torch.nn.Module]:
     return {"gpt": gpt, "dvae": dvae, "flow": flow, "vocoder": vocoder}
 
 
-def make_tiny_flow_model_dir(path: Path, seed: int = 0, gpt: bool = True, live_flow: bool = False) -> Path:
+READ_CODES = {1: "a", 2: "b", 3: "k"}  # what :func:`hand_reader` reads each of these codes as
+
+
+def hand_reader(dvae) -> torch.nn.Module:
+    """A code reader built by hand for `dvae` (whose codebook it edits): codes 1, 2, 3 get orthogonal
+    vectors and read as the phones of :data:`READ_CODES`; every other code reads as the CTC blank."""
+    from tts.models.reader import CodeReader, ReaderConfig
+    from tts.text.phonemes import PhonemeTokenizer
+
+    tokenizer = PhonemeTokenizer()
+    dim = dvae.config.codebook_dim
+    reader = CodeReader(ReaderConfig(codebook_dim=dim, classes=tokenizer.vocab_size, channels=len(READ_CODES)))
+    with torch.no_grad():
+        for p in reader.parameters():
+            p.zero_()
+        first, second, out = reader.net[0], reader.net[2], reader.net[4]
+        book = dvae.quantizer.codebook
+        book[:, :len(READ_CODES)] = 0  # every other code is orthogonal to the read ones
+        book.copy_(torch.nn.functional.normalize(book, dim=1))
+        for j, (code, phone) in enumerate(READ_CODES.items()):
+            dvae.quantizer.codebook[code] = torch.nn.functional.one_hot(torch.tensor(j), dim).float()
+            first.weight[j, :, 1] = 10 * dvae.quantizer.codebook[code]  # fires (3) on its code only
+            second.weight[j, j, 1] = 1.0
+            out.weight[tokenizer.encode_phonemes(phone)[0], j, 0] = 10.0
+        first.bias.fill_(-7.0)
+        out.bias[0] = 15.0  # the blank, where no code fires
+    return reader
+
+
+def make_tiny_flow_model_dir(path: Path, seed: int = 0, gpt: bool = True, live_flow: bool = False,
+                             reader: bool = False) -> Path:
     """A tiny model directory of our own kind (phonemes, DVAE + flow decoder); without `gpt`, decoder-only.
     `live_flow`: the flow decoder's zero-initialised layers get small random weights (as training gives
-    them), so that its output, and its gradients, depend on its inputs and speaker."""
+    them), so that its output, and its gradients, depend on its inputs and speaker. `reader`: with
+    :func:`hand_reader`."""
     from tts.text.phonemes import PhonemeTokenizer
     from tts.train.export import FLOW_PRESETS
 
     modules = tiny_flow_modules(seed)
     if not gpt:
         del modules["gpt"]
+    if reader:
+        modules["reader"] = hand_reader(modules["dvae"])
     if live_flow:
         with torch.no_grad():
             for p in modules["flow"].parameters():

@@ -36,7 +36,7 @@ from torch import nn
 
 from .errors import TTSError
 from .fileio import atomic_path, write_text_atomic
-from .models import clvp, diffusion, dvae, flow, gpt, hifigan, univnet
+from .models import clvp, diffusion, dvae, flow, gpt, hifigan, reader, univnet
 from .sampling.fixup import TORTOISE_FIXUP, CodeFixup
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ COMPONENT_TYPES: dict[str, ComponentType] = {
                              hifigan.infer_tortoise_config),
     "dvae": ComponentType(dvae.DVAEConfig, dvae.DVAE),
     "flow": ComponentType(flow.FlowConfig, flow.FlowDecoder),
+    "reader": ComponentType(reader.ReaderConfig, reader.CodeReader),
 }
 
 # Tortoise's file for each role, and which roles a Tortoise directory must have.
@@ -75,7 +76,7 @@ TORTOISE_FILES = {
     "latent_decoder": ("hifidecoder.pth", "hifigan"),
 }
 TORTOISE_REQUIRED = ("autoregressive.pth", "diffusion_decoder.pth", "vocoder.pth", "tokenizer.json", "mel_norms.pth")
-ROLES = ("gpt", "diffusion", "vocoder", "clvp", "latent_decoder", "dvae", "flow")
+ROLES = ("gpt", "diffusion", "vocoder", "clvp", "latent_decoder", "dvae", "flow", "reader")
 # What turns codes into a mel: Tortoise's diffusion decoder, or the DVAE decoder's coarse mel
 # refined by a flow decoder (our small models), or that coarse mel as it is (for gating a GPT
 # before its flow decoder exists).
@@ -143,6 +144,7 @@ class ModelBundle:
     latent_decoder: hifigan.HifiGanGenerator | None = None
     dvae: dvae.DVAE | None = None
     flow: flow.FlowDecoder | None = None
+    reader: reader.CodeReader | None = None  # ranks candidates by how they read (with the DVAE's codebook)
     mel_norms: torch.Tensor | None = None
     model_id: str = ""
     path: Path | None = None

@@ -26,7 +26,7 @@ import torch
 
 from . import audio
 from .adapters import AdapterStore, VoiceAdapter
-from .checkpoints import ModelBundle, load_model_dir
+from .checkpoints import ROLES, ModelBundle, load_model_dir
 from .device import resolve_device
 from .errors import TTSError
 from .models.univnet import UnivNet
@@ -117,7 +117,7 @@ class TextToSpeech:
         self.precision = precision
         self.vocoder_precision = vocoder_precision(self.device, precision)
         self.models: ModelBundle = load_model_dir(model_dir or default_model_dir(), self.device)
-        for role in ("gpt", "diffusion", "vocoder", "clvp", "latent_decoder", "dvae", "flow"):
+        for role in ROLES:
             module = getattr(self.models, role)
             if module is not None:
                 vocoding = role in ("vocoder", "latent_decoder")
@@ -514,19 +514,33 @@ class TextToSpeech:
 
     def rerank(self, text_ids: torch.Tensor, codes: torch.Tensor, cond: Conditioning | None = None) -> int:
         """Index of the best row of sampled `codes` (N, L), padded with the stop code: by CLVP on the
-        fixed-up codes when the model has one (as Tortoise), else by the GPT's own likelihood (needs
-        `cond`); 0 when there is no choice."""
+        fixed-up codes when the model has one (as Tortoise); else by its code reader (how well each
+        row reads as the text); else by the GPT's own likelihood (needs `cond`); 0 when there is no
+        choice."""
         if codes.shape[0] == 1:
             return 0
         clvp = self.models.clvp
         if clvp is not None:
             fixed = self.fixup.fix(codes, self.gpt.config.stop_mel_token, self.gpt.config.start_mel_token)
             scores = torch.cat([clvp(text_ids[None].expand(len(batch), -1), batch) for batch in fixed.split(16)])
+        elif self.models.reader is not None and self.models.dvae is not None:
+            scores = self.reading_scores(text_ids, codes)
         elif cond is not None:
             scores = likelihood_scores(self.gpt, cond.gpt, text_ids, codes)
         else:
             return 0
         return int(torch.topk(scores, 1).indices[0])
+
+    def reading_scores(self, text_ids: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """How well each row of `codes` (N, L; padded with the stop code) reads as the phones of
+        `text_ids`, by the model's code reader: CTC log-likelihood per phone (N,), higher is better."""
+        stop = self.gpt.config.stop_mel_token
+        is_stop = codes == stop
+        lengths = torch.where(is_stop.any(1), is_stop.float().argmax(1), torch.full_like(codes[:, 0], codes.shape[1]))
+        book = self.models.dvae.quantizer.codebook
+        quantised = book[codes.clamp(max=book.shape[0] - 1)].transpose(1, 2)  # (N, codebook_dim, L)
+        phones = self.models.tokenizer.phone_ids(text_ids)
+        return self.models.reader.scores(quantised, lengths, phones)
 
     def vocode(self, log_mel: torch.Tensor, generator: torch.Generator) -> np.ndarray:
         """Log-mel (1, M, T) -> float32 audio (S,); call inside :meth:`inference`."""

@@ -48,6 +48,8 @@ _MARKS = tuple("ˈˌːˑʼʴʰʱʲʷˠˤ˞↓↑→↗↘") + ("\u0329", "\u0303
 DEFAULT_SYMBOLS: tuple[str, ...] = SPECIAL_TOKENS + _PUNCTUATION + _LETTERS + _IPA_LETTERS + _MARKS
 
 _SILENT = frozenset(_PUNCTUATION)
+# Stress and length marks, spaces and punctuation: not sounds that a speech code carries.
+_NOT_PHONES = frozenset("ˈˌːˑ") | _SILENT
 _LETTER_RE = re.compile(r"[A-Za-z]")
 _TABLE_FORMAT = "espeak-ipa-chars"
 
@@ -165,6 +167,14 @@ class PhonemeTokenizer:
             logger.warning("phoneme symbols not in the table, read as %s: %s", UNK, " ".join(unknown))
         ids = [self._ids.get(symbol, self.unk_id) for symbol in phonemes]
         return [self.start_id, *ids, self.stop_id] if add_start_stop else ids
+
+    def phone_ids(self, ids: Iterable[int]) -> list[int]:
+        """The ids in `ids` that are sounds, in order: start, stop and pad tokens, stress and length
+        marks, spaces and punctuation left out (what a code reader reads back from speech codes)."""
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        dropped = {self.pad_id, self.start_id, self.stop_id}
+        return [i for i in ids if i not in dropped and self.symbols[i] not in _NOT_PHONES]
 
     def decode(self, ids: Iterable[int]) -> str:
         """Ids -> IPA string; special tokens are left out."""

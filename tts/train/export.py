@@ -54,13 +54,14 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
                  cond_seconds: float = 3.0, int8: bool | Collection[str] = False,
                  dtype: torch.dtype | None = torch.float16,
                  diffusion_input: str = "codes", presets: dict | None = None,
-                 corpus: str | Path | None = None) -> Path:
+                 corpus: str | Path | None = None, reader_path: str | Path | None = None) -> Path:
     """Write DST. At most one of `diffusion_path` and `flow_path` (neither: the DVAE's coarse mel is
     the output, for gating a GPT early); `int8` stores large matrices as int8 (smallest; training
     restarts from it only approximately): True for every component, or the roles named (e.g. gpt,
     flow); the rest are floats in `dtype` (None: float32). With the GPT's training `corpus`, the card
     records its codes per phoneme token and the presets refuse a stop before
-    :data:`MIN_LENGTH_RATIO` of the expected length."""
+    :data:`MIN_LENGTH_RATIO` of the expected length. `reader_path`: the code reader of the DVAE's run
+    (``reader.safetensors``), which then ranks the GPT's candidates; it must read this DVAE's codes."""
     if diffusion_path is not None and flow_path is not None:
         raise TTSError("give one decoder: a flow decoder (with its DVAE) or a diffusion decoder")
     dvae = load_component(dvae_path, "dvae")
@@ -69,6 +70,16 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
     modules = {"vocoder": UNIVERSAL_HIFIGAN}
     if gpt_path is not None:
         modules["gpt"] = load_component(gpt_path, "gpt")
+    if reader_path is not None:
+        if diffusion_path is not None:
+            raise TTSError("a code reader ranks candidates with the DVAE's codebook: give it with a flow or DVAE decoder")
+        reader = modules["reader"] = load_component(reader_path, "reader")
+        if reader.config.codebook_dim != dvae.config.codebook_dim:
+            raise TTSError(f"{reader_path} reads {reader.config.codebook_dim}-wide codes, the DVAE's are "
+                           f"{dvae.config.codebook_dim}-wide")
+        if reader.config.classes != PhonemeTokenizer().vocab_size:
+            raise TTSError(f"{reader_path} reads {reader.config.classes} phoneme classes, the tokenizer has "
+                           f"{PhonemeTokenizer().vocab_size}")
     if diffusion_path is not None:
         modules["diffusion"] = load_component(diffusion_path, "diffusion")
         decoder = "diffusion"

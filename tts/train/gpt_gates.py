@@ -116,7 +116,7 @@ def seconds_per_char(corpus: Corpus, speaker: str) -> float:
 
 
 def freerun(gpt_path: str, dvae_path: str, flow_path: str | None, corpus_dir: str, voices: list[str],
-            sentences: list[str], options) -> dict:
+            sentences: list[str], options, reader_path: str | None = None) -> dict:
     from ..evaluate import evaluate, load_judges, scoring_text
     from ..pipeline import TextToSpeech
     from .export import export_model
@@ -125,11 +125,11 @@ def freerun(gpt_path: str, dvae_path: str, flow_path: str | None, corpus_dir: st
     with tempfile.TemporaryDirectory(prefix="gpt-gate-") as tmp:
         # exported as the shipped model would be: the corpus's codes per phoneme token set the stop rule
         model = export_model(Path(tmp) / "model", gpt_path, None, dvae_path, flow_path=flow_path, dtype=None,
-                             corpus=corpus_dir)
+                             corpus=corpus_dir, reader_path=reader_path)
         tts = TextToSpeech(model, cache=Path(tmp) / "cache")
         voice_objs = [corpus_voice(corpus, v, Path(tmp) / "voices" / v) for v in voices]
         report = evaluate(tts, voice_objs, sentences, options, load_judges(threads=1),
-                          info={"gpt": gpt_path, "dvae": dvae_path, "flow": flow_path})
+                          info={"gpt": gpt_path, "dvae": dvae_path, "flow": flow_path, "reader": reader_path})
     for name in voices:
         per_char = seconds_per_char(corpus, name)
         ratios = [s["audio_seconds"] / max(1e-6, per_char * len(scoring_text(s["text"])))
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--count", type=int, default=4)
     a.add_argument("--title", default="speech->text attention of the guided heads")
     f.add_argument("--flow")
+    f.add_argument("--reader", help="the DVAE run's code reader: candidates ranked by it (else by the GPT's likelihood)")
     f.add_argument("--voices", default="joe,kokoro-alpha")
     f.add_argument("--sentences", type=int, default=15)
     f.add_argument("--preset", default="ultra_fast")
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
 
     sentences = read_sentences(DEFAULT_SENTENCES)[:args.sentences]
     options = preset(args.preset, candidates=args.candidates, seed=args.seed)
-    report = freerun(args.gpt, args.dvae, args.flow, args.corpus, args.voices.split(","), sentences, options)
+    report = freerun(args.gpt, args.dvae, args.flow, args.corpus, args.voices.split(","), sentences, options,
+                     args.reader)
     for name, v in report["voices"].items():
         s = v["summary"]
         print(f"{name}: WER {s.get('wer')} CER {s.get('cer')} length ratio {s['length_ratio_median']} "

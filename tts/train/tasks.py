@@ -27,6 +27,7 @@ from ..models.diffusion import DiffusionConfig, DiffusionDecoder
 from ..models.dvae import DVAE, LOG_F0_CENTER, LOG_F0_SCALE, DVAEConfig, pitch_from_hz
 from ..models.flow import FlowConfig, FlowDecoder
 from ..models.gpt import GPTConfig, SpeechGPT
+from ..models.reader import FRAMES_PER_CODE, CodeReader, ReaderConfig
 from ..sampling.diffusion import TRAINED_STEPS, NoiseSchedule, linear_betas
 from ..text.phonemes import PhonemeTokenizer
 from .alignment import AlignmentConfig, AttentionTap, diagonality, guided_attention_loss
@@ -36,6 +37,7 @@ from .data import MEL, Corpus, Utterance, bucketed_batches, crop_or_pad, pad_sta
 log = logging.getLogger(__name__)
 
 EXPORT_FILE = "model.safetensors"
+READER_FILE = "reader.safetensors"  # a DVAE run's phoneme probe, beside its export
 TEXT_LOSS_WEIGHT = 0.01  # Tortoise weighs the text prediction loss down by this much
 IGNORE = -100  # cross-entropy targets at padding
 
@@ -92,38 +94,10 @@ def component_id(module: nn.Module) -> str:
 
 # ----------------------------------------------------------------------------------------------- DVAE
 
-class PhonemeProbe(nn.Module):
-    """CTC head that reads the phonemes back from the quantised codes (training only, never exported).
-
-    Its reach is small (three codes either side, each code seen as two CTC frames so that fast
-    speech, up to two phones per code, fits), so the phonemes have to be in the codes themselves:
-    the codebook is pushed towards content, as supervised speech tokenisers do (CosyVoice's S3).
-    (B, codebook_dim, L) -> log-probabilities (2L, B, classes), blank = the tokenizer's pad id.
-    """
-
-    FRAMES_PER_CODE = 2
-
-    def __init__(self, codebook_dim: int, classes: int, channels: int = 256):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv1d(codebook_dim, channels, 3, padding=1), nn.ReLU(),
-            nn.Conv1d(channels, channels, 3, padding=1), nn.ReLU(),
-            nn.Conv1d(channels, classes, 1),
-        )
-
-    def forward(self, quantised: torch.Tensor) -> torch.Tensor:
-        x = quantised.repeat_interleave(self.FRAMES_PER_CODE, dim=2)
-        return self.net(x).float().log_softmax(dim=1).permute(2, 0, 1)
-
-
 def ctc_targets(tokenizer: PhonemeTokenizer, phonemes: str) -> list[int]:
     """The phones of an IPA string as tokenizer ids: stress, length marks, spaces and punctuation
     dropped (they are not sounds a code has to carry, and they would crowd the CTC frames)."""
-    kept = "".join(ch for ch in phonemes if ch not in _NOT_PHONES)
-    return tokenizer.encode_phonemes(kept)
-
-
-_NOT_PHONES = frozenset("ˈˌːˑ") | frozenset(' !"\'(),-.:;?[]{}—…«»“”¿¡')
+    return tokenizer.phone_ids(tokenizer.encode_phonemes(phonemes))
 
 
 #: The pitch predictor reads detached features, so its loss trains only itself, and Adam's steps do not
@@ -134,7 +108,7 @@ PITCH_LOSS_WEIGHT = 0.01
 
 class DVAETraining(nn.Module):
     """Reconstruction MSE (plus `l1` times the L1 error, which smooths less) and the commitment term;
-    with `ctc` > 0 also `ctc` times the CTC loss of a :class:`PhonemeProbe` on the quantised codes."""
+    with `ctc` > 0 also `ctc` times the CTC loss of a :class:`~tts.models.reader.CodeReader` on the quantised codes."""
 
     def __init__(self, config: DVAEConfig, l1: float = 0.0, ctc: float = 0.0, phoneme_classes: int = 0,
                  freeze_codes: bool = False):
@@ -147,7 +121,8 @@ class DVAETraining(nn.Module):
             self.dvae.encoder.requires_grad_(False)
         self.l1 = l1
         self.ctc = ctc
-        self.probe = PhonemeProbe(config.codebook_dim, phoneme_classes) if ctc else None
+        # the phoneme probe: a code reader, shipped with the model to rank its candidates
+        self.probe = CodeReader(ReaderConfig(config.codebook_dim, phoneme_classes)) if ctc else None
         self.probe_only = False  # True: the probe learns to read the codes, the codes are left alone
 
     def forward(self, mel: torch.Tensor, ref_mel: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
@@ -187,7 +162,7 @@ class DVAETraining(nn.Module):
             loss = loss + PITCH_LOSS_WEIGHT * (extra["f0"] + extra["voicing"])
         if self.probe is not None and phonemes is not None:
             log_probs = self.probe(quantised.detach() if self.probe_only else quantised)  # (2L, B, classes)
-            frames = frame_mask.sum(1) // dvae.config.downsample_factor * PhonemeProbe.FRAMES_PER_CODE
+            frames = frame_mask.sum(1) // dvae.config.downsample_factor * FRAMES_PER_CODE
             ctc = F.ctc_loss(log_probs, phonemes, frames.long(), phoneme_lengths, blank=0,
                              zero_infinity=True)
             loss = loss + self.ctc * ctc
@@ -308,6 +283,8 @@ class DVAETask(CorpusData):
     def export(self, module: nn.Module, run_dir: Path) -> Path:
         path = run_dir / EXPORT_FILE
         save_component(path, "dvae", module.dvae)
+        if module.probe is not None:  # the code reader that ranks a shipped model's candidates
+            save_component(run_dir / READER_FILE, "reader", module.probe)
         return path
 
 
