@@ -83,6 +83,37 @@ def test_attention_gate_plots_the_guided_heads(trained, corpus, tmp_path):
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_freerun_gate_samples_as_the_model_ships(trained, corpus, monkeypatch, tmp_path):
+    """The gate's options are the preset as the exported card adjusts it (the stop rule on), then its
+    own; the model it samples from has the reader when one is given."""
+    import tts.evaluate
+    import tts.train.gpt_gates
+    from tts.train.export import MIN_LENGTH_RATIO
+    from tts.train.gpt_gates import freerun, option_value
+    from tts.voices import Voice
+
+    seen = {}
+
+    def fake_evaluate(tts, voices, sentences, options, judges, info):
+        seen.update(options=options, reader=tts.models.reader)
+        return {"voices": {v.name: {"sentences": [{"text": "Hello.", "audio_seconds": 0.5}], "summary": {}}
+                           for v in voices}}
+
+    monkeypatch.setattr(tts.evaluate, "evaluate", fake_evaluate)
+    monkeypatch.setattr(tts.evaluate, "load_judges", lambda threads: None)
+    folder = make_voice(tmp_path, "v")
+    monkeypatch.setattr(tts.train.gpt_gates, "corpus_voice", lambda corpus, name, _: Voice(name, folder, "user"))
+    monkeypatch.setattr(tts.train.gpt_gates, "seconds_per_char", lambda corpus, name: 0.1)
+    freerun(str(trained / "gpt" / "model.safetensors"), str(trained / "dvae" / "model.safetensors"), None,
+            str(corpus), ["v"], ["Hello."], "ultra_fast",
+            dict([option_value("repetition_penalty=1.5"), ("candidates", 2)]))
+    options = seen["options"]
+    assert options.min_length_ratio == MIN_LENGTH_RATIO and options.repetition_penalty == 1.5
+    assert options.candidates == 2 and seen["reader"] is None
+    with pytest.raises(TTSError, match="NAME=VALUE"):
+        option_value("repetition_penalty")
+
+
 def test_diffusion_on_gpt_latents(trained, corpus, tmp_path):
     items = [o.replace(str(trained / "diffusion"), str(tmp_path / "diffusion")) for o in overrides("diffusion", corpus, trained)]
     trainer = train("diffusion", CONFIGS / "diffusion.toml", items + LATENTS)

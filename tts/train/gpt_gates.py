@@ -116,9 +116,13 @@ def seconds_per_char(corpus: Corpus, speaker: str) -> float:
 
 
 def freerun(gpt_path: str, dvae_path: str, flow_path: str | None, corpus_dir: str, voices: list[str],
-            sentences: list[str], options, reader_path: str | None = None) -> dict:
+            sentences: list[str], preset: str = "ultra_fast", overrides: dict | None = None,
+            reader_path: str | None = None) -> dict:
+    """The free-running gate. The options are `preset` as the exported model's card adjusts it (its stop
+    rule among them, as it ships), then `overrides`."""
     from ..evaluate import evaluate, load_judges, scoring_text
     from ..pipeline import TextToSpeech
+    from ..sampling.options import resolve
     from .export import export_model
 
     corpus = Corpus(corpus_dir)
@@ -127,6 +131,7 @@ def freerun(gpt_path: str, dvae_path: str, flow_path: str | None, corpus_dir: st
         model = export_model(Path(tmp) / "model", gpt_path, None, dvae_path, flow_path=flow_path, dtype=None,
                              corpus=corpus_dir, reader_path=reader_path)
         tts = TextToSpeech(model, cache=Path(tmp) / "cache")
+        options = resolve(preset, tts.models.card, **(overrides or {}))
         voice_objs = [corpus_voice(corpus, v, Path(tmp) / "voices" / v) for v in voices]
         report = evaluate(tts, voice_objs, sentences, options, load_judges(threads=1),
                           info={"gpt": gpt_path, "dvae": dvae_path, "flow": flow_path, "reader": reader_path})
@@ -138,6 +143,17 @@ def freerun(gpt_path: str, dvae_path: str, flow_path: str | None, corpus_dir: st
         summary["length_ratio_median"] = round(float(np.median(ratios)), 3)
         summary["early_stops"] = int(sum(r < EARLY_STOP_RATIO for r in ratios))
     return report
+
+
+def option_value(item: str) -> tuple[str, object]:
+    """"name=value" -> (name, value as JSON if it parses, else the string)."""
+    name, sep, value = item.partition("=")
+    if not sep:
+        raise TTSError(f"--option takes NAME=VALUE, got {item!r}")
+    try:
+        return name.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return name.strip(), value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     f.add_argument("--preset", default="ultra_fast")
     f.add_argument("--candidates", type=int, default=1)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a sampling option of tts.sampling.options.Options, e.g. repetition_penalty=1.2 (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
@@ -175,12 +193,10 @@ def main(argv: list[str] | None = None) -> None:
             plot_attention(maps, args.out, args.title)
         return
     from ..evaluate import read_sentences
-    from ..sampling.options import preset
-
     sentences = read_sentences(DEFAULT_SENTENCES)[:args.sentences]
-    options = preset(args.preset, candidates=args.candidates, seed=args.seed)
-    report = freerun(args.gpt, args.dvae, args.flow, args.corpus, args.voices.split(","), sentences, options,
-                     args.reader)
+    overrides = {**dict(option_value(o) for o in args.option), "candidates": args.candidates, "seed": args.seed}
+    report = freerun(args.gpt, args.dvae, args.flow, args.corpus, args.voices.split(","), sentences, args.preset,
+                     overrides, args.reader)
     for name, v in report["voices"].items():
         s = v["summary"]
         print(f"{name}: WER {s.get('wer')} CER {s.get('cer')} length ratio {s['length_ratio_median']} "
