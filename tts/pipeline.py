@@ -35,7 +35,7 @@ from .sampling.fixup import end_positions
 from .sampling.generate import generate_mel, sample_codes_many, stream_codes
 from .sampling.logits import minimum_codes
 from .sampling.options import Options
-from .sampling.rerank import likelihood_scores
+from .sampling.rerank import codes_before_stop, likelihood_scores
 from .streaming import LatentAudioStream, StreamSettings
 from .text.normalize import has_speech
 from .text.split import Chunk, TextSplitter
@@ -534,9 +534,7 @@ class TextToSpeech:
     def reading_scores(self, text_ids: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """How well each row of `codes` (N, L; padded with the stop code) reads as the phones of
         `text_ids`, by the model's code reader: CTC log-likelihood per phone (N,), higher is better."""
-        stop = self.gpt.config.stop_mel_token
-        is_stop = codes == stop
-        lengths = torch.where(is_stop.any(1), is_stop.float().argmax(1), torch.full_like(codes[:, 0], codes.shape[1]))
+        lengths = codes_before_stop(codes, self.gpt.config.stop_mel_token)
         book = self.models.dvae.quantizer.codebook
         quantised = book[codes.clamp(max=book.shape[0] - 1)].transpose(1, 2)  # (N, codebook_dim, L)
         phones = self.models.tokenizer.phone_ids(text_ids)

@@ -77,9 +77,9 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
         if reader.config.codebook_dim != dvae.config.codebook_dim:
             raise TTSError(f"{reader_path} reads {reader.config.codebook_dim}-wide codes, the DVAE's are "
                            f"{dvae.config.codebook_dim}-wide")
-        if reader.config.classes != PhonemeTokenizer().vocab_size:
-            raise TTSError(f"{reader_path} reads {reader.config.classes} phoneme classes, the tokenizer has "
-                           f"{PhonemeTokenizer().vocab_size}")
+        classes = PhonemeTokenizer().vocab_size
+        if reader.config.classes != classes:
+            raise TTSError(f"{reader_path} reads {reader.config.classes} phoneme classes, the tokenizer has {classes}")
     if diffusion_path is not None:
         modules["diffusion"] = load_component(diffusion_path, "diffusion")
         decoder = "diffusion"
