@@ -10,7 +10,7 @@ from tests.tiny import make_tiny_flow_model_dir, make_voice, speech_like
 from tts import audio
 from tts.errors import TTSError
 from tts.pipeline import TextToSpeech
-from tts.sampling.options import preset
+from tts.sampling.options import preset, resolve
 from tts.voices import VoiceLibrary
 
 RATE = audio.HIFIGAN_SAMPLE_RATE
@@ -41,7 +41,7 @@ def test_speaks_through_the_flow_decoder(model_dir, tmp_path):
     make_voice(tmp_path / "voices", "v")
     tts = TextToSpeech(model_dir)
     wav = tts.synthesize("Hello there.", VoiceLibrary(tmp_path / "voices").get("v"),
-                         preset("ultra_fast", candidates=2, seed=3, max_mel_tokens=20, **tts.models.card.presets["ultra_fast"]))
+                         resolve("ultra_fast", tts.models.card, candidates=2, seed=3, max_mel_tokens=20))
     assert wav.dtype == np.float32 and wav.ndim == 1 and len(wav) > 0 and np.all(np.isfinite(wav))
 
 

@@ -269,7 +269,9 @@ def test_export_with_the_corpus_records_codes_per_phoneme_and_the_stop_rule(trai
     from click.testing import CliRunner
 
     from tts.train.data import Corpus
-    from tts.train.export import MIN_LENGTH_RATIO
+    from tts.checkpoints import ModelCard
+    from tts.sampling.options import PRESETS, resolve
+    from tts.train.export import MIN_LENGTH_RATIO, SMALL_PRESETS, SMALL_SAMPLING
 
     model = tmp_path / "model"
     result = CliRunner().invoke(main, ["export-model", str(model), "--gpt", str(trained / "gpt" / "model.safetensors"),
@@ -281,6 +283,11 @@ def test_export_with_the_corpus_records_codes_per_phoneme_and_the_stop_rule(trai
     expected = sum(u.duration for u in items) * HIFIGAN_SAMPLE_RATE / 1024 / sum(len(u.phonemes) for u in items)
     assert card["codes_per_text_token"] == pytest.approx(expected, rel=1e-3)
     assert all(p["min_length_ratio"] == MIN_LENGTH_RATIO and p["diffusion_steps"] > 0 for p in card["presets"].values())
+    # our presets, not Tortoise's: the candidates they cost on a CPU and our sampling, as `speak` resolves them
+    options = resolve("fast", ModelCard.from_json((model / "model.json").read_text(), model))
+    assert options.candidates == SMALL_PRESETS["fast"]["candidates"] < PRESETS["fast"].candidates
+    assert options.repetition_penalty == SMALL_SAMPLING["repetition_penalty"]
+    assert options.min_length_ratio == MIN_LENGTH_RATIO
 
 
 def test_export_stores_only_the_named_roles_as_int8(trained, tmp_path):

@@ -139,7 +139,7 @@ def make_tiny_flow_model_dir(path: Path, seed: int = 0, gpt: bool = True, live_f
     them), so that its output, and its gradients, depend on its inputs and speaker. `reader`: with
     :func:`hand_reader`."""
     from tts.text.phonemes import PhonemeTokenizer
-    from tts.train.export import FLOW_PRESETS
+    from tts.train.export import SMALL_PRESETS
 
     modules = tiny_flow_modules(seed)
     if not gpt:
@@ -155,5 +155,5 @@ def make_tiny_flow_model_dir(path: Path, seed: int = 0, gpt: bool = True, live_f
     card = ModelCard(name="tiny-flow", tokenizer="phonemes", phonemes=PhonemeTokenizer().to_dict(),
                      cond_mel=audio.HIFIGAN_MEL.name, cond_samples=samples, cond_norm="range",
                      diffusion_mel=audio.HIFIGAN_MEL.name, diffusion_cond_samples=samples, diffusion_input="codes",
-                     silence_code=0, end_codes=(0, 0, 0), decoder="flow", presets=FLOW_PRESETS)
+                     silence_code=0, end_codes=(0, 0, 0), decoder="flow", presets=SMALL_PRESETS)
     return save_model_dir(path, card, **modules)

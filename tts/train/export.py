@@ -44,9 +44,18 @@ def codes_per_text_token(corpus: str | Path, downsample_factor: int) -> float:
     return round(codes / sum(len(u.phonemes) for u in items), 4)
 
 
-#: The flow decoder's Euler steps per preset (the presets' diffusion step counts are Tortoise's).
-FLOW_PRESETS = {"ultra_fast": {"diffusion_steps": 4}, "fast": {"diffusion_steps": 8},
-                "standard": {"diffusion_steps": 16}, "high_quality": {"diffusion_steps": 32}}
+#: Sampling for our models (Tortoise's repetition penalty of 2.0 punishes codes that legitimately
+#: repeat): at 4,000 GPT steps, eight candidates ranked by the code reader read the first 15 public
+#: sentences at 17.0% mean WER (joe, kokoro-alpha) with a penalty of 1.3, 21.0% with 2.0;
+#: temperature 0.6 instead of 0.8 did not help (docs/training/GATES.md).
+SMALL_SAMPLING = {"repetition_penalty": 1.3}
+
+#: Our models' presets, named for what they cost on a 2-core CPU (Tortoise's candidate counts fit its
+#: GPU-sized models): the GPT's candidates per text chunk and the flow decoder's Euler steps.
+SMALL_PRESETS = {
+    name: {**SMALL_SAMPLING, "candidates": candidates, "diffusion_steps": steps}
+    for name, candidates, steps in (("ultra_fast", 1, 4), ("fast", 4, 8), ("standard", 8, 16), ("high_quality", 16, 32))
+}
 
 
 def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: str | Path | None,
@@ -88,12 +97,13 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
         if flow_path is not None:
             modules["flow"] = load_component(flow_path, "flow")
         decoder = "flow" if flow_path is not None else "dvae"
-        presets = {**FLOW_PRESETS, **(presets or {})}
+        presets = {name: {**SMALL_PRESETS.get(name, {}), **(presets or {}).get(name, {})}
+                   for name in {*SMALL_PRESETS, *(presets or {})}}
     per_token = None
     if corpus is not None and gpt_path is not None:
         per_token = codes_per_text_token(corpus, dvae.config.downsample_factor)
         presets = {name: {"min_length_ratio": MIN_LENGTH_RATIO, **(presets or {}).get(name, {})}
-                   for name in {*FLOW_PRESETS, *(presets or {})}}
+                   for name in {*SMALL_PRESETS, *(presets or {})}}
     card = ModelCard(
         name=name, tokenizer="phonemes", phonemes=PhonemeTokenizer().to_dict(),
         cond_mel=audio.HIFIGAN_MEL.name, cond_samples=cond_samples, cond_norm="range",
