@@ -5,7 +5,7 @@ from benchmarks import serve
 
 def test_serve_benchmark_runs_both_modes(tmp_path, capsys):
     out = tmp_path / "serve.json"
-    report = serve.main(["--requests", "4", "--concurrency", "1,2", "--candidates", "1", "--diffusion-steps", "2",
+    report = serve.main(["--random", "tiny", "--requests", "4", "--concurrency", "1,2", "--candidates", "1", "--diffusion-steps", "2",
                          "--max-tokens", "8", "--json", str(out)])
     assert report["model"].startswith("tiny random model") and out.is_file()
     for mode in ("off", "on"):

@@ -99,7 +99,7 @@ def default_model_dir() -> Path:
     raise TTSError(
         "no model is installed: pass --model-dir DIR with a Tortoise model directory (autoregressive.pth, "
         "diffusion_decoder.pth, vocoder.pth, clvp2.pth, tokenizer.json, mel_norms.pth) or one made by "
-        "`tts convert-tortoise` or `tts export-model` (the bundled default model is not trained yet; see the README)"
+        f"`tts convert-tortoise` or `tts export-model` (the bundled default model, {DEFAULT_MODEL_DIR}, is missing)"
     )
 
 
