@@ -25,3 +25,15 @@ def test_the_readme_command_speaks_without_a_model_dir(tmp_path):
     seconds = len(wav) / rate
     assert 0.4 < seconds < 5.0, seconds  # two words, said: not cut off, not babbling on
     assert np.all(np.isfinite(wav)) and np.sqrt(np.mean(wav ** 2)) > 1e-3  # not silence
+
+
+def test_loading_the_bundled_model_stays_off_the_slow_imports():
+    """A cold load is part of every `tts speak`: it must not import transformers (our GPT-2 blocks are
+    written out) or torch._dynamo (which any op on a meta tensor imports): 2-4 s between them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from tts.pipeline import TextToSpeech; TextToSpeech(); "
+            "slow = [m for m in ('transformers', 'torch._dynamo') if m in sys.modules]; "
+            "assert not slow, f'imported {slow}'")
+    subprocess.run([sys.executable, "-c", code], check=True)

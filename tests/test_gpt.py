@@ -139,3 +139,42 @@ def test_texts_in_different_voices_share_a_batch_and_sample_as_alone():
         assert torch.equal(codes, alone)
     with pytest.raises(ValueError, match="2 conditioning latents for 3 texts"):
         sample_codes_many(model, voices[:2], texts, num_samples=1, batch_size=3, max_tokens=4, params=greedy)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_native_gpt2_stack_equals_transformers(train):
+    """Our written-out GPT-2 blocks give transformers' GPT2Model outputs and gradients to the bit
+    (the same weights, inputs embedded; in training, bf16 autocast as the trainer runs it)."""
+    from tts.models.gpt2 import GPT2Stack, to_transformers
+
+    torch.manual_seed(0)
+    stack = GPT2Stack(layers=2, dim=64, heads=2, dropout=0.0).train(train)
+    twin = to_transformers(stack, max_positions=64)
+    x = torch.randn(3, 11, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=train):
+        ours = stack(x)
+        theirs = twin(inputs_embeds=x, use_cache=False).last_hidden_state
+    assert torch.equal(ours, theirs)
+    if train:
+        ours.float().square().sum().backward()
+        theirs.float().square().sum().backward()
+        grads = dict(twin.named_parameters())
+        for name, param in stack.named_parameters():
+            assert torch.equal(param.grad, grads[name].grad), name
+
+
+def test_native_gpt2_stack_has_the_transformers_parameter_names():
+    from tts.models.gpt2 import GPT2Stack, to_transformers
+
+    stack = GPT2Stack(layers=3, dim=64, heads=4)
+    twin = to_transformers(stack, max_positions=16)
+    assert {k: v.shape for k, v in stack.state_dict().items()} == {k: v.shape for k, v in twin.state_dict().items()}
+
+
+def test_speech_gpt_does_not_import_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys; from tts.models.gpt import SpeechGPT, GPTConfig; SpeechGPT(GPTConfig(layers=1, model_dim=64, "
+            "heads=1, conditioning_blocks=1)); assert 'transformers' not in sys.modules, 'transformers imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

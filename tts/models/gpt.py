@@ -6,8 +6,8 @@ Sequence layout (one row of the batch):
      1      n + 2                             m + 2
 
 `cond` is one conditioning vector from the reference clips. Text and speech each have their own
-embedding and learned position table (positions restart at 0 for each); the GPT-2 backbone's own
-token and position embeddings are removed. The hidden state at each position predicts the next
+embedding and learned position table (positions restart at 0 for each); the GPT-2 backbone
+(:mod:`tts.models.gpt2`) has no token or position tables of its own. The hidden state at each position predicts the next
 token: text positions through `text_head`, speech positions through `mel_head`. The diffusion
 decoder consumes the final-normed hidden states at the speech positions ("latents").
 """
@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .blocks import AttentionBlock
+from .gpt2 import GPT2Stack, KVCache
 
 HEAD_DIM = 64  # every Tortoise attention head is 64 channels wide
 
@@ -94,45 +93,6 @@ class PositionTable(nn.Module):
         return self.emb.weight[offset:offset + length]
 
 
-class _NoPositions(nn.Module):
-    """Stands in for GPT-2's own position embedding, which this model does not use."""
-
-    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
-        return torch.zeros((), device=position_ids.device)
-
-
-def build_gpt2(config: GPTConfig) -> nn.Module:
-    """HF GPT-2 with its token and position embeddings removed; fed with `inputs_embeds`."""
-    from transformers import GPT2Config, GPT2Model
-
-    hf_config = GPT2Config(
-        vocab_size=1, n_positions=config.text_positions + config.mel_positions, n_embd=config.model_dim,
-        n_layer=config.layers, n_head=config.heads, layer_norm_epsilon=1e-5,
-        # GPT-2's tanh-approximated GELU ("gelu_new"), as one fused kernel
-        activation_function="gelu_pytorch_tanh",
-        # no dropout on attention weights: it would force the unfused attention path
-        resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=0.0,
-        bos_token_id=None, eos_token_id=None, use_cache=True,
-    )
-    hf_config._attn_implementation = "sdpa"
-    gpt = GPT2Model(hf_config)
-    del gpt.wte
-    gpt.wpe = _NoPositions()
-    return gpt
-
-
-class KVCache(Protocol):
-    """Where :meth:`SpeechGPT.cached_forward` keeps keys and values: storage and attention span are the
-    cache's business (a growing prefix, a fixed window of a preallocated buffer, ...)."""
-
-    attn_mask: torch.Tensor | None  # (B, 1, T, S) bool, True where a query may attend; or None
-    is_causal: bool  # queries attend causally among the T new positions (prefill)
-
-    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store one layer's new keys and values (B, H, T, hd); return what the queries attend to (B, H, S, hd)."""
-        ...
-
-
 class SpeechGPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -141,7 +101,7 @@ class SpeechGPT(nn.Module):
         self.conditioning_encoder = ConditioningEncoder(config)
         self.text_embedding = nn.Embedding(config.number_text_tokens + 1, dim)
         self.mel_embedding = nn.Embedding(config.number_mel_codes, dim)
-        self.gpt = build_gpt2(config)
+        self.gpt = GPT2Stack(config.layers, dim, config.heads, config.dropout)
         self.mel_pos_embedding = PositionTable(config.mel_positions, dim)
         self.text_pos_embedding = PositionTable(config.text_positions, dim)
         self.final_norm = nn.LayerNorm(dim)
@@ -178,23 +138,9 @@ class SpeechGPT(nn.Module):
 
     def cached_forward(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """The GPT-2 blocks over new positions x (B, T, D) embedded, keys and values through `cache`
-        -> hidden states after GPT-2's final norm (B, T, D).
-
-        The one written-out form of the backbone's step, for every KV-cache decoder (eager and graph-
-        captured): the same submodules as the GPT-2 forward (pre-norm attention and MLP, residuals),
-        attention as one scaled_dot_product_attention call.
-        """
-        b, t, dim = x.shape
-        heads = self.config.heads
-        for i, block in enumerate(self.gpt.h):
-            q, k, v = block.attn.c_attn(block.ln_1(x)).split(dim, dim=2)
-            q, k, v = (y.view(b, t, heads, -1).transpose(1, 2) for y in (q, k, v))  # (B, H, T, hd)
-            keys, values = cache.update(i, k, v)  # (B, H, S, hd)
-            att = F.scaled_dot_product_attention(q, keys, values, attn_mask=cache.attn_mask,
-                                                 is_causal=cache.is_causal)  # (B, H, T, hd)
-            x = x + block.attn.c_proj(att.transpose(1, 2).reshape(b, t, dim))
-            x = x + block.mlp(block.ln_2(x))
-        return self.gpt.ln_f(x)
+        -> hidden states after GPT-2's final norm (B, T, D): the one step of every KV-cache decoder
+        (eager and graph-captured)."""
+        return self.gpt(x, cache)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Backbone output at speech positions (B, T, D) -> speech-code logits (B, T, number_mel_codes)."""
@@ -215,7 +161,7 @@ class SpeechGPT(nn.Module):
         text_in = self.frame_text(text)
         mel_in = F.pad(F.pad(codes, (0, 1), value=self.config.stop_mel_token), (1, 0), value=self.config.start_mel_token)
         emb = torch.cat([cond_latent.unsqueeze(1), self.embed_text(text_in), self.embed_mel(mel_in)], 1)
-        hidden = self.gpt(inputs_embeds=emb, use_cache=False).last_hidden_state[:, 1:]  # drop the cond position
+        hidden = self.gpt(emb)[:, 1:]  # drop the cond position
         hidden = self.final_norm(hidden)
         text_hidden, mel_hidden = hidden[:, : text_in.shape[1]], hidden[:, -mel_in.shape[1]:]
         if return_latent:

@@ -4,7 +4,8 @@ The backbone is stepped one token at a time through a KV cache behind a small in
 (:class:`Decoder`): ``prefill`` runs the shared prefix once, ``step`` feeds one new token per row.
 Two interchangeable implementations give the same result:
 
-- :class:`DynamicCacheDecoder`: the GPT-2 module's own forward with transformers' DynamicCache.
+- :class:`DynamicCacheDecoder`: transformers' GPT-2 forward and DynamicCache, on a copy of the
+  model's weights: the reference implementation, kept as a cross-check.
 - :class:`StaticCacheDecoder`: a preallocated `(layers, B, heads, max_len, head_dim)` cache filled in
   place, stepped by the model's own :meth:`~tts.models.gpt.SpeechGPT.cached_forward`; the
   shape-static form that the graph-captured decoder (:mod:`.ar_graph`) builds on.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..models.gpt import SpeechGPT
+from ..models.gpt2 import to_transformers
 from .logits import SamplingParams, draw, filter_logits
 
 # Tortoise's autoregressive prefix is fed to HF generate() as placeholder ids: 1 at every prefix
@@ -44,7 +46,8 @@ class DynamicCacheDecoder(Decoder):
     """transformers' own forward and DynamicCache; one shared prefix per batch."""
 
     def __init__(self, model: SpeechGPT):
-        self.gpt = model.gpt
+        cfg = model.config
+        self.gpt = to_transformers(model.gpt, cfg.text_positions + cfg.mel_positions)
         self.cache = None
 
     def prefill(self, prefixes: list[torch.Tensor], rows: list[int]) -> torch.Tensor:
@@ -53,12 +56,12 @@ class DynamicCacheDecoder(Decoder):
         if len(prefixes) != 1:
             raise ValueError("the dynamic-cache decoder takes one prefix per batch")
         self.cache = DynamicCache()
-        out = self.gpt(inputs_embeds=prefixes[0], past_key_values=self.cache, use_cache=True)
+        out = self.gpt(None, self.cache, inputs_embeds=prefixes[0], use_cache=True)  # the cache is argument 2 in every 5.x
         self.cache.batch_repeat_interleave(len(rows))
         return out.last_hidden_state[:, -1].expand(len(rows), -1)
 
     def step(self, emb: torch.Tensor) -> torch.Tensor:
-        out = self.gpt(inputs_embeds=emb, past_key_values=self.cache, use_cache=True)
+        out = self.gpt(None, self.cache, inputs_embeds=emb, use_cache=True)
         return out.last_hidden_state[:, -1]
 
 

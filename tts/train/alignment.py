@@ -44,7 +44,7 @@ class AttentionTap:
 
     def __init__(self, gpt2: nn.Module, layers: tuple[int, ...], heads: int):
         self.heads = heads
-        self.num_heads = gpt2.config.n_head
+        self.num_heads = gpt2.heads
         self.outputs: dict[int, torch.Tensor] = {}
         self.handles = [gpt2.h[i].attn.c_attn.register_forward_hook(self._hook(i)) for i in layers]
 
