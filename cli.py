@@ -13,7 +13,7 @@ import sys
 import click
 
 from tts.errors import TTSError
-from tts.precision import PRECISIONS
+from tts.precision import PRECISIONS, VOCODER_PRECISIONS
 from tts.sampling.options import PRESETS, SAMPLERS
 
 
@@ -106,13 +106,15 @@ def generation_options(command):
                    "temporary file meanwhile); with -o - the WAV goes to standard output chunk by chunk.")
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True,
               help="Compute precision (bf16: CPUs with AMX and GPUs; fp16: GPUs).")
+@click.option("--vocoder-precision", type=click.Choice(list(VOCODER_PRECISIONS)), default="auto", show_default=True,
+              help="The vocoder's precision (auto: --precision on GPUs; on CPUs bf16 where it is native, else fp32).")
 @click.option("--model-dir", type=click.Path(file_okay=False), default=None,
               help="Model directory (Tortoise .pth files or our safetensors layout).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @voices_dir_option
 @user_errors
 def speak(text, voice, preset, candidates, diffusion_steps, sampler, min_length_ratio, seed, output, stream, precision,
-          model_dir, device, voices_dir):
+          vocoder_precision, model_dir, device, voices_dir):
     """Say TEXT (use - to read it from standard input) in VOICE and write it to OUTPUT."""
     from tts.audio import STDOUT, AudioWriter, check_writable
     from tts.device import resolve_device
@@ -132,7 +134,7 @@ def speak(text, voice, preset, candidates, diffusion_steps, sampler, min_length_
         output = check_writable(output)
     resolve_device(device)
     voice_obj = VoiceLibrary(voices_dir).get(voice)
-    tts = TextToSpeech(model_dir, device=device, precision=precision)
+    tts = TextToSpeech(model_dir, device=device, precision=precision, vocoder_precision=vocoder_precision)
     options = resolve(preset, tts.models.card, candidates=candidates, diffusion_steps=diffusion_steps, sampler=sampler,
                       min_length_ratio=min_length_ratio, seed=seed)
     with AudioWriter(output, tts.sample_rate) as writer:

@@ -4,8 +4,10 @@
 
 Reports the model load time and the voice's conditioning time separately, then one warm-up run and
 N timed runs of `TextToSpeech.synthesize` on a 15-word sentence: the median real-time factor
-(synthesis seconds / audio seconds; below 1 is faster than real time), peak resident memory of the
-process (ru_maxrss) after loading and at the end, peak GPU memory on CUDA, and torch's thread count.
+(synthesis seconds / audio seconds; below 1 is faster than real time), the same with the model's
+load added (what a cold `tts speak` costs beyond Python and torch's own start), peak resident memory
+of the process (ru_maxrss) after loading and at the end, peak GPU memory on CUDA, torch's thread
+count and the precision the vocoder ran at (`--vocoder-precision`, default auto).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def peak_rss_mib() -> float:
 
 
 def run(model_dir: str | None, voice_name: str, text: str = SENTENCE, runs: int = 3, preset_name: str = "fast",
-        device: str = "cpu", voices_dir: str | None = None, **overrides) -> dict:
+        device: str = "cpu", voices_dir: str | None = None, vocoder_precision: str = "auto", **overrides) -> dict:
     """Time loading and `runs` syntheses of `text` (after a warm-up); return the figures as a dict."""
     from tts.pipeline import TextToSpeech
     from tts.sampling.options import resolve
@@ -47,7 +49,7 @@ def run(model_dir: str | None, voice_name: str, text: str = SENTENCE, runs: int 
 
     voice = VoiceLibrary(voices_dir).get(voice_name)
     start = time.perf_counter()
-    tts = TextToSpeech(model_dir, device=device)
+    tts = TextToSpeech(model_dir, device=device, vocoder_precision=vocoder_precision)
     load_seconds = time.perf_counter() - start
     rss_after_load = peak_rss_mib()
     options = resolve(preset_name, tts.models.card, **overrides)  # what was asked wins over the model's own
@@ -71,6 +73,8 @@ def run(model_dir: str | None, voice_name: str, text: str = SENTENCE, runs: int 
             timings.append({"synthesis_seconds": round(seconds, 3), "audio_seconds": round(audio_seconds, 3),
                             "real_time_factor": round(seconds / audio_seconds, 4) if audio_seconds else None})
     rtfs = [t["real_time_factor"] for t in timings if t["real_time_factor"] is not None]
+    median_synthesis = statistics.median(t["synthesis_seconds"] for t in timings)
+    median_audio = statistics.median(t["audio_seconds"] for t in timings)
     return {
         "model_dir": str(model_dir) if model_dir else "(bundled default)",
         "model_id": tts.models.model_id,
@@ -79,6 +83,7 @@ def run(model_dir: str | None, voice_name: str, text: str = SENTENCE, runs: int 
         "words": len(text.split()),
         "options": {"preset": preset_name, **{k: v for k, v in overrides.items() if v is not None}},
         "device": str(tts.device),
+        "vocoder_precision": tts.vocoder_precision,
         "torch_threads": torch.get_num_threads(),
         "machine": f"{platform.machine()}, {platform.python_version()}, torch {torch.__version__}",
         "load_seconds": round(load_seconds, 3),
@@ -86,7 +91,9 @@ def run(model_dir: str | None, voice_name: str, text: str = SENTENCE, runs: int 
         "warmup_runs": WARMUP_RUNS,
         "runs": timings,
         "median_real_time_factor": round(statistics.median(rtfs), 4) if rtfs else None,
-        "median_synthesis_seconds": round(statistics.median(t["synthesis_seconds"] for t in timings), 3),
+        "median_synthesis_seconds": round(median_synthesis, 3),
+        # a cold `tts speak`: loading the model, then one synthesis
+        "real_time_factor_with_load": round((load_seconds + median_synthesis) / median_audio, 4) if median_audio else None,
         "peak_rss_mib_after_load": round(rss_after_load, 1),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "peak_cuda_mib": round(torch.cuda.max_memory_allocated(tts.device) / 2**20, 1)
@@ -98,6 +105,7 @@ def table(result: dict) -> str:
     rows = [
         ("model", f"{result['model_dir']} ({result['model_id'][:12]})"),
         ("device / threads", f"{result['device']} / {result['torch_threads']}"),
+        ("vocoder precision", result["vocoder_precision"]),
         ("options", ", ".join(f"{k}={v}" for k, v in result["options"].items())),
         ("text", f"{result['words']} words"),
         ("model load", f"{result['load_seconds']:.2f} s"),
@@ -108,6 +116,7 @@ def table(result: dict) -> str:
         rows.append((f"run {i}", timing))
     rows += [
         ("median RTF", f"{result['median_real_time_factor']}"),
+        ("RTF with load", f"{result['real_time_factor_with_load']}"),
         ("peak RSS after load", f"{result['peak_rss_mib_after_load']:.0f} MiB"),
         ("peak RSS", f"{result['peak_rss_mib']:.0f} MiB"),
     ]
@@ -130,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampler", default=None, choices=list(SAMPLERS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--vocoder-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -139,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         result = run(args.model_dir, args.voice, args.text, args.runs, args.preset, args.device, args.voices_dir,
-                     candidates=args.candidates, diffusion_steps=args.diffusion_steps, sampler=args.sampler,
+                     args.vocoder_precision, candidates=args.candidates, diffusion_steps=args.diffusion_steps, sampler=args.sampler,
                      seed=args.seed)
         if args.json:
             write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")

@@ -17,6 +17,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def float32_vocoders():
+    """Vocoders in float32 on every CPU: "auto" would pick bf16 on CPUs that have it natively, and the
+    tests must not depend on which CPU runs them (tests/test_precision.py checks the choice itself)."""
+    from tts import precision
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path_factory, monkeypatch):
     """Keep every test away from the real user voice, data and cache directories."""

@@ -33,7 +33,13 @@ def test_precision_names():
         assert layer(torch.ones(1, 2)).dtype == torch.float32
     with autocast("cpu", "bf16"), autocast("cpu", "fp32"):  # float32 inside a half-precision block
         assert layer(torch.ones(1, 2)).dtype == torch.float32
-    assert vocoder_precision("cpu", "bf16") == "fp32" and vocoder_precision("cuda", "fp16") == "fp16"
+    assert vocoder_precision("cuda", "fp16") == "fp16" and vocoder_precision("cuda", "fp32") == "fp32"
+    # on the CPU: bf16 where the CPU has it natively, whatever the models run at; else float32
+    assert vocoder_precision("cpu", "fp32", native_bf16=True) == "bf16"
+    assert vocoder_precision("cpu", "bf16", native_bf16=False) == "fp32"
+    assert vocoder_precision("cpu", "fp32", "fp32", native_bf16=True) == "fp32"  # what was asked wins
+    with pytest.raises(TTSError, match="precision"):
+        vocoder_precision("cpu", "fp32", "int4")
 
 
 # bf16 against fp32 on the tiny model, relative L2 error, as measured on AVX-512 and AVX2 CPUs (the same
@@ -119,3 +125,26 @@ def test_cuda_pipeline_with_graphs_is_reproducible(tiny_tortoise_dir, voice, tmp
     assert np.array_equal(a, b) and np.isfinite(a).all()
     chunks = list(tts.stream("Hello there.", voice, QUICK))
     assert sum(len(c) for c in chunks) > 0
+
+
+def test_a_bf16_vocoder_gives_the_float32_audio_within_rounding(tiny_model_dir, tmp_path):
+    """What "auto" picks on CPUs with native bf16: the same codes, vocoded in bf16, give audio of the same
+    length close to float32's (a trained HiFi-GAN amplifies rounding more; see tts.precision)."""
+    import numpy as np
+
+    from tests.tiny import make_voice
+    from tts.pipeline import TextToSpeech
+    from tts.sampling.options import Options
+    from tts.voices import VoiceLibrary
+
+    make_voice(tmp_path / "voices", "alice")
+    voice = VoiceLibrary(tmp_path / "voices").get("alice")
+
+    options = Options(candidates=1, batch_size=1, diffusion_steps=2, max_mel_tokens=12, seed=3)
+    wavs = {}
+    for choice in ("fp32", "bf16"):
+        tts = TextToSpeech(tiny_model_dir, vocoder_precision=choice)
+        assert tts.vocoder_precision == choice
+        wavs[choice] = tts.synthesize("Hello there.", voice, options)
+    assert wavs["bf16"].shape == wavs["fp32"].shape and np.all(np.isfinite(wavs["bf16"]))
+    assert np.linalg.norm(wavs["bf16"] - wavs["fp32"]) <= 0.1 * np.linalg.norm(wavs["fp32"])

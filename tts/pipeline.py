@@ -30,7 +30,8 @@ from .checkpoints import ROLES, ModelBundle, load_model_dir
 from .device import resolve_device
 from .errors import TTSError
 from .models.univnet import UnivNet
-from .precision import autocast, half_dtype, prepare, vocoder_precision
+from .precision import autocast, half_dtype, prepare
+from .precision import vocoder_precision as choose_vocoder_precision
 from .sampling.fixup import end_positions
 from .sampling.generate import generate_mel, sample_codes_many, stream_codes
 from .sampling.logits import minimum_codes
@@ -105,17 +106,19 @@ def default_model_dir() -> Path:
 
 class TextToSpeech:
     """`precision`: "fp32", or "bf16" / "fp16" (half-precision compute through autocast; see tts.precision).
-    Vocoders follow it on CUDA and stay float32 on the CPU (`tts.precision.vocoder_precision`)."""
+    `vocoder_precision`: "auto" (vocoders follow `precision` on CUDA; on the CPU they run in bf16 where
+    it is native, else float32: `tts.precision.vocoder_precision`), or a precision."""
 
     def __init__(self, model_dir: str | os.PathLike | None = None, device: str | None = "cpu",
                  cache: str | os.PathLike | None = None, precision: str = "fp32",
-                 adapters: str | os.PathLike | None = None, use_adapters: bool = True):
+                 adapters: str | os.PathLike | None = None, use_adapters: bool = True,
+                 vocoder_precision: str = "auto"):
         """`adapters`: the directory of fine-tuned voice adapters (tts.adapters; default: in the user data
         directory); `use_adapters=False` speaks every voice zero-shot."""
         self.device = resolve_device(device)
         half_dtype(precision)  # TTSError for an unknown name
         self.precision = precision
-        self.vocoder_precision = vocoder_precision(self.device, precision)
+        self.vocoder_precision = choose_vocoder_precision(self.device, precision, vocoder_precision)
         self.models: ModelBundle = load_model_dir(model_dir or default_model_dir(), self.device)
         for role in ROLES:
             module = getattr(self.models, role)
