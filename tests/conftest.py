@@ -1,6 +1,10 @@
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread unless asked: OMP_NUM_THREADS=2 bin/test
+# Vocoders in float32 on every CPU, in this process and the workers it starts: "auto" would pick bf16
+# on CPUs that have it natively, and the tests must not depend on which CPU runs them
+# (tests/test_precision.py checks the choice itself).
+os.environ["TTS_VOCODER_PRECISION"] = "fp32"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -15,17 +19,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def float32_vocoders():
-    """Vocoders in float32 on every CPU: "auto" would pick bf16 on CPUs that have it natively, and the
-    tests must not depend on which CPU runs them (tests/test_precision.py checks the choice itself)."""
-    from tts import precision
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(precision, "cpu_has_native_bf16", lambda: False)
-        yield
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ def voice(tmp_path):
     return VoiceLibrary(tmp_path / "voices").get("alice")
 
 
-def test_precision_names():
+def test_precision_names(monkeypatch):
     assert half_dtype("fp32") is None and half_dtype("bf16") == torch.bfloat16 and half_dtype("fp16") == torch.float16
     with pytest.raises(TTSError, match="precision"):
         half_dtype("int4")
@@ -35,11 +35,15 @@ def test_precision_names():
         assert layer(torch.ones(1, 2)).dtype == torch.float32
     assert vocoder_precision("cuda", "fp16") == "fp16" and vocoder_precision("cuda", "fp32") == "fp32"
     # on the CPU: bf16 where the CPU has it natively, whatever the models run at; else float32
+    monkeypatch.delenv("TTS_VOCODER_PRECISION")  # the tests' own setting (conftest.py)
     assert vocoder_precision("cpu", "fp32", native_bf16=True) == "bf16"
     assert vocoder_precision("cpu", "bf16", native_bf16=False) == "fp32"
     assert vocoder_precision("cpu", "fp32", "fp32", native_bf16=True) == "fp32"  # what was asked wins
     with pytest.raises(TTSError, match="precision"):
         vocoder_precision("cpu", "fp32", "int4")
+    monkeypatch.setenv("TTS_VOCODER_PRECISION", "bf16")  # the environment sets what "auto" means
+    assert vocoder_precision("cpu", "fp32", native_bf16=False) == "bf16"
+    assert vocoder_precision("cpu", "fp32", "fp32", native_bf16=False) == "fp32"
 
 
 # bf16 against fp32 on the tiny model, relative L2 error, as measured on AVX-512 and AVX2 CPUs (the same

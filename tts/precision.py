@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,12 +67,15 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
 
 #: what vocoders may run at: "auto" (see :func:`vocoder_precision`) or one of PRECISIONS
 VOCODER_PRECISIONS = ("auto", *PRECISIONS)
+VOCODER_PRECISION_ENV = "TTS_VOCODER_PRECISION"  # what "auto" means on the CPU where it is set
 
 
 def vocoder_precision(device: torch.device | str, precision: str, choice: str = "auto",
                       native_bf16: bool | None = None) -> str:
-    """The precision vocoders run at: `choice` when it names one; "auto": `precision` on CUDA, and on
-    the CPU bf16 where the CPU multiplies bf16 natively (:func:`cpu_has_native_bf16`), else float32.
+    """The precision vocoders run at: `choice` when it names one; "auto": `precision` on CUDA; on the
+    CPU, the environment variable TTS_VOCODER_PRECISION when set (it reaches every worker process, e.g.
+    `tts narrate --ray`'s), else bf16 where the CPU multiplies bf16 natively
+    (:func:`cpu_has_native_bf16`), else float32.
 
     Measured on this project's CPU (AVX512-BF16): bf16 moves the universal HiFi-GAN's waveform by 18%
     (relative L2; 5.7% of the STFT magnitudes: benchmarks/precision.py), yet with our default model
@@ -88,6 +92,8 @@ def vocoder_precision(device: torch.device | str, precision: str, choice: str = 
         return choice
     if torch.device(device).type == "cuda":
         return precision
+    if os.environ.get(VOCODER_PRECISION_ENV):  # reaches worker processes too
+        return vocoder_precision(device, precision, os.environ[VOCODER_PRECISION_ENV])
     if native_bf16 is None:
         native_bf16 = cpu_has_native_bf16()
     return "bf16" if native_bf16 else "fp32"
