@@ -28,6 +28,7 @@ import torch
 
 from tts.errors import TTSError
 from tts.fileio import write_text_atomic
+from tts.precision import VOCODER_PRECISIONS
 from tts.sampling.options import PRESETS, SAMPLERS
 
 SENTENCE = "Please call Stella and ask her to bring these things with her from the store."  # 15 words
@@ -41,7 +42,8 @@ def peak_rss_mib() -> float:
 
 
 def run(model_dir: str | None, voice_name: str, text: str = SENTENCE, runs: int = 3, preset_name: str = "fast",
-        device: str = "cpu", voices_dir: str | None = None, vocoder_precision: str = "auto", **overrides) -> dict:
+        device: str = "cpu", voices_dir: str | None = None, vocoder_precision: str = "auto",
+        **overrides) -> dict:
     """Time loading and `runs` syntheses of `text` (after a warm-up); return the figures as a dict."""
     from tts.pipeline import TextToSpeech
     from tts.sampling.options import resolve
@@ -93,7 +95,8 @@ def run(model_dir: str | None, voice_name: str, text: str = SENTENCE, runs: int 
         "median_real_time_factor": round(statistics.median(rtfs), 4) if rtfs else None,
         "median_synthesis_seconds": round(median_synthesis, 3),
         # a cold `tts speak`: loading the model, then one synthesis
-        "real_time_factor_with_load": round((load_seconds + median_synthesis) / median_audio, 4) if median_audio else None,
+        "real_time_factor_with_load": round((load_seconds + median_synthesis) / median_audio, 4)
+        if median_audio else None,
         "peak_rss_mib_after_load": round(rss_after_load, 1),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "peak_cuda_mib": round(torch.cuda.max_memory_allocated(tts.device) / 2**20, 1)
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sampler", default=None, choices=list(SAMPLERS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--vocoder-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--vocoder-precision", default="auto", choices=list(VOCODER_PRECISIONS))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -149,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         result = run(args.model_dir, args.voice, args.text, args.runs, args.preset, args.device, args.voices_dir,
-                     args.vocoder_precision, candidates=args.candidates, diffusion_steps=args.diffusion_steps, sampler=args.sampler,
-                     seed=args.seed)
+                     args.vocoder_precision, candidates=args.candidates, diffusion_steps=args.diffusion_steps,
+                     sampler=args.sampler, seed=args.seed)
         if args.json:
             write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
     except TTSError as exc:

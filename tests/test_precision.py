@@ -44,6 +44,9 @@ def test_precision_names(monkeypatch):
     monkeypatch.setenv("TTS_VOCODER_PRECISION", "bf16")  # the environment sets what "auto" means
     assert vocoder_precision("cpu", "fp32", native_bf16=False) == "bf16"
     assert vocoder_precision("cpu", "fp32", "fp32", native_bf16=False) == "fp32"
+    monkeypatch.setenv("TTS_VOCODER_PRECISION", "half")
+    with pytest.raises(TTSError, match="TTS_VOCODER_PRECISION='half'"):
+        vocoder_precision("cpu", "fp32")
 
 
 # bf16 against fp32 on the tiny model, relative L2 error, as measured on AVX-512 and AVX2 CPUs (the same

@@ -186,6 +186,8 @@ def skip_init():
     no-op), for models whose weights are loaded next: their tensors stay uninitialised memory.
 
     Not the meta device: any op on a meta tensor imports torch._dynamo, 2.5 s of a cold load here.
+    It patches the ``torch.nn.init`` module for its duration, so no other thread may build modules
+    meanwhile (models are loaded once, at start-up).
     """
     names = [n for n in dir(nn.init) if n.endswith("_") and not n.startswith("_")]
     saved = {n: getattr(nn.init, n) for n in names}

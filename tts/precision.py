@@ -92,8 +92,10 @@ def vocoder_precision(device: torch.device | str, precision: str, choice: str = 
         return choice
     if torch.device(device).type == "cuda":
         return precision
-    if os.environ.get(VOCODER_PRECISION_ENV):  # reaches worker processes too
-        return vocoder_precision(device, precision, os.environ[VOCODER_PRECISION_ENV])
+    if env := os.environ.get(VOCODER_PRECISION_ENV):  # reaches worker processes too
+        if env not in PRECISIONS:
+            raise TTSError(f"{VOCODER_PRECISION_ENV}={env!r} is not a precision (choose from {', '.join(PRECISIONS)})")
+        return env
     if native_bf16 is None:
         native_bf16 = cpu_has_native_bf16()
     return "bf16" if native_bf16 else "fp32"
@@ -109,7 +111,8 @@ def cpu_has_native_bf16() -> bool:
         cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    flags = next((line.partition(":")[2].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    flags = next((line.partition(":")[2].split() for line in cpuinfo.splitlines() if line.startswith("flags")),
+                 [])
     return bool({"avx512_bf16", "amx_bf16"} & set(flags)) and torch.backends.mkldnn.is_available()
 
 

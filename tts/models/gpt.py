@@ -7,15 +7,17 @@ Sequence layout (one row of the batch):
 
 `cond` is one conditioning vector from the reference clips. Text and speech each have their own
 embedding and learned position table (positions restart at 0 for each); the GPT-2 backbone
-(:mod:`tts.models.gpt2`) has no token or position tables of its own. The hidden state at each position predicts the next
-token: text positions through `text_head`, speech positions through `mel_head`. The diffusion
-decoder consumes the final-normed hidden states at the speech positions ("latents").
+(:mod:`tts.models.gpt2`) has no token or position tables of its own. The hidden state at each
+position predicts the next token: text positions through `text_head`, speech positions through
+`mel_head`. The diffusion decoder consumes the final-normed hidden states at the speech positions
+("latents").
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn

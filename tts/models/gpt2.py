@@ -30,13 +30,15 @@ class KVCache(Protocol):
     attn_mask: torch.Tensor | None  # (B, 1, T, S) bool, True where a query may attend; or None
     is_causal: bool  # queries attend causally among the T new positions (prefill)
 
-    def update(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store one layer's new keys and values (B, H, T, hd); return what the queries attend to (B, H, S, hd)."""
+    def update(self, layer: int, keys: torch.Tensor,
+               values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store one layer's new keys and values (B, H, T, hd); return what the queries attend to
+        (B, H, S, hd)."""
         ...
 
 
 class Conv1D(nn.Module):
-    """GPT-2's linear layer: the weight is stored (in, out), as in the checkpoints. (..., in) -> (..., out)."""
+    """GPT-2's linear layer, its weight stored (in, out) as in the checkpoints: (..., in) -> (..., out)."""
 
     def __init__(self, n_in: int, n_out: int, std: float = INIT_STD):
         super().__init__()
@@ -68,7 +70,8 @@ class SelfAttention(nn.Module):
             att = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1)
         else:
             keys, values = cache.update(layer, k, v)  # (B, H, S, hd)
-            att = F.scaled_dot_product_attention(q, keys, values, attn_mask=cache.attn_mask, is_causal=cache.is_causal)
+            att = F.scaled_dot_product_attention(q, keys, values, attn_mask=cache.attn_mask,
+                                                 is_causal=cache.is_causal)
         att = att.transpose(1, 2).reshape(b, t, dim)  # (B, T, D)
         return self.resid_dropout(self.c_proj(att))
 

@@ -56,7 +56,8 @@ class DynamicCacheDecoder(Decoder):
         if len(prefixes) != 1:
             raise ValueError("the dynamic-cache decoder takes one prefix per batch")
         self.cache = DynamicCache()
-        out = self.gpt(None, self.cache, inputs_embeds=prefixes[0], use_cache=True)  # the cache is argument 2 in every 5.x
+        # the cache passed as argument 2, whose keyword name changed within transformers 5.x
+        out = self.gpt(None, self.cache, inputs_embeds=prefixes[0], use_cache=True)
         self.cache.batch_repeat_interleave(len(rows))
         return out.last_hidden_state[:, -1].expand(len(rows), -1)
 
