@@ -14,6 +14,8 @@ def test_the_bundled_model_is_ours_with_a_reader_and_the_stop_rule():
     assert card.tokenizer == "phonemes" and models.gpt is not None and models.dvae is not None
     assert models.reader is not None  # its candidates are ranked by how their codes read
     assert card.codes_per_text_token and all(p["min_length_ratio"] > 0 for p in card.presets.values())
+    # long sentences are read in clauses no longer than its training utterances, not babbled past them
+    assert tts.splitter.max_tokens == card.chunk_tokens < tts.gpt.config.max_text_tokens - 1
 
 
 def test_the_readme_command_speaks_without_a_model_dir(tmp_path):

@@ -16,7 +16,7 @@ from tests.test_gpt import tiny_config
 from tts.checkpoints import read_model_card
 from tts.errors import TTSError
 from tts.models.gpt import SpeechGPT
-from tts.pipeline import Conditioning, TextToSpeech
+from tts.pipeline import Conditioning, TextToSpeech, model_text_splitter
 from tts.sampling.generate import sample_codes_many, stream_codes
 from tts.sampling.logits import SamplingParams, filter_logits, minimum_codes
 from tts.sampling.options import Options, resolve
@@ -206,3 +206,34 @@ def test_cuda_graph_replays_hold_the_stop_code_like_the_eager_step(voice_and_tex
                                       min_codes=[18, 8, 26]))
     assert torch.equal(out[0], out[1])
     assert first_stops(out[1].cpu(), model.config.stop_mel_token) == [18, 8, 26, 18, 8]
+
+
+# ---- the card's chunk limit (chunk_tokens) ----
+
+
+def test_a_card_chunk_limit_splits_text_at_clauses_within_it(card_model):
+    card = json.loads((card_model / "model.json").read_text())
+    card["chunk_tokens"] = 40
+    (card_model / "model.json").write_text(json.dumps(card))
+    splitter = model_text_splitter(card_model)  # what narration plans with, read without the weights
+    assert splitter.max_tokens == 40 == TextToSpeech(card_model).splitter.max_tokens
+    text = "Although the forecast promised clear skies, a storm rolled in from the west on Saturday."
+    chunks = splitter.split(text)
+    assert [c.text for c in chunks] == ["Although the forecast promised clear skies",
+                                        "a storm rolled in from the west on Saturday."]
+    assert all(splitter.measure(c.text) <= 40 for c in chunks)
+
+
+def test_a_card_without_a_chunk_limit_splits_at_the_gpt_limit(card_model):
+    tts = TextToSpeech(card_model)
+    assert tts.models.card.chunk_tokens is None
+    assert tts.splitter.max_tokens == tts.gpt.config.max_text_tokens - 1
+
+
+@pytest.mark.parametrize("value", [0, -3, 12.5, "80", True])
+def test_a_card_with_a_bad_chunk_limit_is_refused(value, card_model):
+    card = json.loads((card_model / "model.json").read_text())
+    card["chunk_tokens"] = value
+    (card_model / "model.json").write_text(json.dumps(card))
+    with pytest.raises(TTSError, match="chunk_tokens must be a positive integer"):
+        read_model_card(card_model)

@@ -282,6 +282,9 @@ def test_export_with_the_corpus_records_codes_per_phoneme_and_the_stop_rule(trai
     items = Corpus(corpus).items
     expected = sum(u.duration for u in items) * HIFIGAN_SAMPLE_RATE / 1024 / sum(len(u.phonemes) for u in items)
     assert card["codes_per_text_token"] == pytest.approx(expected, rel=1e-3)
+    lengths = sorted(len(u.phonemes) for u in items)  # the chunk limit: the text lengths it was trained on
+    assert lengths[0] <= card["chunk_tokens"] <= lengths[-1]
+    assert sum(n <= card["chunk_tokens"] for n in lengths) >= 0.99 * len(lengths)
     assert all(p["min_length_ratio"] == MIN_LENGTH_RATIO and p["diffusion_steps"] > 0 for p in card["presets"].values())
     # our presets, not Tortoise's: the candidates they cost on a CPU and our sampling, as `speak` resolves them
     options = resolve("fast", ModelCard.from_json((model / "model.json").read_text(), model))

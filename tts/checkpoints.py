@@ -107,6 +107,10 @@ class ModelCard:
     # speech codes the GPT makes per text token on average (its training data's ratio): what the
     # min_length_ratio option is a fraction of; None (Tortoise's cards) turns that option off
     codes_per_text_token: float | None = None
+    # the longest text chunk, in tokens, that the GPT reads well: its training utterances' 99th
+    # percentile. Past the lengths it was trained on a small GPT babbles, so longer text is split
+    # at clauses; None (Tortoise's cards): the GPT's position limit alone
+    chunk_tokens: int | None = None
     format: str = FORMAT
 
     def to_json(self) -> str:
@@ -127,6 +131,9 @@ class ModelCard:
             if per_token is not None and (isinstance(per_token, bool) or not isinstance(per_token, (int, float))
                                           or not per_token > 0):
                 raise ValueError(f"codes_per_text_token must be a positive number, got {per_token!r}")
+            chunk = data.get("chunk_tokens")
+            if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+                raise ValueError(f"chunk_tokens must be a positive integer, got {chunk!r}")
             return cls(**data)
         except (ValueError, TypeError) as exc:
             raise TTSError(f"{where} is not a valid model card: {exc}") from None
@@ -465,9 +472,9 @@ def load_model_dir(path: str | os.PathLike, device: str | torch.device = "cpu") 
     return bundle
 
 
-def read_text_frontend(path: str | os.PathLike) -> tuple[Any, gpt.GPTConfig]:
-    """(tokenizer, GPT configuration) of a model directory of either layout, without loading its weights:
-    what splitting text for that model needs."""
+def read_text_frontend(path: str | os.PathLike) -> tuple[Any, gpt.GPTConfig, ModelCard]:
+    """(tokenizer, GPT configuration, card) of a model directory of either layout, without loading its
+    weights: what splitting text for that model needs."""
     path = Path(path)
     if not path.is_dir():
         raise TTSError(f"model directory {path} does not exist")
@@ -478,7 +485,7 @@ def read_text_frontend(path: str | os.PathLike) -> tuple[Any, gpt.GPTConfig]:
         kind, config = read_component_config(card_file(path, card.components["gpt"]))
         if kind != "gpt":
             raise TTSError(f"{card_file(path, card.components['gpt'])} holds a {kind} model, expected gpt")
-        return _load_tokenizer(card, path), config
+        return _load_tokenizer(card, path), config, card
     if (path / "autoregressive.pth").exists():
         weights = read_pth(path / "autoregressive.pth")  # memory-mapped: shapes only are read
         try:
@@ -486,7 +493,7 @@ def read_text_frontend(path: str | os.PathLike) -> tuple[Any, gpt.GPTConfig]:
         except (KeyError, IndexError) as exc:
             raise TTSError(f"{path / 'autoregressive.pth'} is not a Tortoise gpt checkpoint "
                            f"({type(exc).__name__}: {exc})") from None
-        return _load_tokenizer(ModelCard(), path), config
+        return _load_tokenizer(ModelCard(), path), config, ModelCard()
     raise TTSError(f"{path} is not a model directory (it has neither {CARD_FILE} nor autoregressive.pth)")
 
 

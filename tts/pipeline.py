@@ -26,7 +26,7 @@ import torch
 
 from . import audio
 from .adapters import AdapterStore, VoiceAdapter
-from .checkpoints import ROLES, ModelBundle, load_model_dir
+from .checkpoints import ROLES, ModelBundle, ModelCard, load_model_dir
 from .device import resolve_device
 from .errors import TTSError
 from .models.univnet import UnivNet
@@ -81,9 +81,13 @@ MAX_RECONSTRUCT_SECONDS = 600.0  # longer recordings are refused (split them fir
 MIN_RECONSTRUCT_SECONDS = 0.1
 
 
-def text_splitter(tokenizer, gpt_config) -> TextSplitter:
-    """How text is cut for a model: in its tokenizer's ids, at most what its GPT takes in one chunk."""
-    return TextSplitter(tokenizer.encode, gpt_config.max_text_tokens - 1)  # one stop token is appended
+def text_splitter(tokenizer, gpt_config, card: ModelCard) -> TextSplitter:
+    """How text is cut for a model: in its tokenizer's ids, at most what its GPT takes in one chunk
+    and, where its card says, no more than the text lengths it was trained on."""
+    limit = gpt_config.max_text_tokens - 1  # one stop token is appended
+    if card.chunk_tokens is not None:
+        limit = min(limit, card.chunk_tokens)
+    return TextSplitter(tokenizer.encode, limit)
 
 
 def model_text_splitter(model_dir: str | os.PathLike | None = None) -> TextSplitter:
@@ -128,7 +132,7 @@ class TextToSpeech:
         card = self.models.card
         self.fixup = card.fixup()
         gpt = self.models.gpt
-        self.splitter = text_splitter(self.models.tokenizer, gpt.config) if gpt is not None else None
+        self.splitter = text_splitter(self.models.tokenizer, gpt.config, card) if gpt is not None else None
         self.cond_mel = audio.MEL_SPECS[card.cond_mel]
         self.diffusion_mel = audio.MEL_SPECS[card.diffusion_mel]
         self.cache_dir = cache_dir(cache) / "latents" / self.models.model_id
