@@ -7,7 +7,8 @@ clips per speaker, read by the same engine and processing as
 the corpus (tts.data.corpus.make_item), from sentences that are neither in the corpus's text pool
 style nor in the evaluation set. The held-out Kokoro speakers (``kokoro-tebualpha``,
 ``kokoro-kumo-gongitsune``, ``kokoro-gongitsune-alpha``: never in the corpus) are made only when named,
-as voices of out-of-corpus speakers for measuring cloning (benchmarks/finetune.py).
+as voices of out-of-corpus speakers for measuring cloning (benchmarks/finetune.py), and so is
+``VOICE@FACTOR``, a corpus voice resampled to a pitch the corpus never has (:func:`resampled_speaker`).
 """
 
 import shutil
@@ -37,9 +38,25 @@ def held_out_speakers() -> list[Speaker]:
             for name, recipe in KOKORO_HELD_OUT.items()]
 
 
+def resampled_speaker(name: str) -> Speaker:
+    """``VOICE@FACTOR`` (e.g. ``joe@0.77``): the voice read FACTOR times faster by resampling, so that
+    its pitch and formants move together, as the corpus's ``-up``/``-down`` copies (x1.15, x0.87) do;
+    beyond those (below 0.85 or above 1.2) Resemblyzer hears a speaker the model was never trained
+    on. Ships as ``VOICE-xFACTOR``; never in the corpus."""
+    voice, _, factor = name.partition("@")
+    speed = float(factor)
+    if not 0.5 <= speed <= 2.0:
+        raise SystemExit(f"{name}: the speed factor must be within 0.5-2.0")
+    base = next((s for s in plan_speakers() if s.name == voice), None)
+    if base is None:
+        raise SystemExit(f"{name}: no corpus speaker {voice!r}")
+    return Speaker(f"{voice}-x{factor}", base.voice, speed)
+
+
 def main(out: str, names: list[str]) -> None:
     speakers = [s for s in plan_speakers() + held_out_speakers() if s.name in names
                 or (not names and s.voice.name in VOICES)]
+    speakers += [resampled_speaker(n) for n in names if "@" in n]
     with tempfile.TemporaryDirectory() as scratch:
         for speaker in speakers:
             for n, text in enumerate(REFERENCE_SENTENCES, 1):

@@ -410,6 +410,9 @@ KOKORO_HELD_OUT = {
     "tebualpha": "jf_tebukuro*0.5+jf_alpha*0.5",
     "kumo-gongitsune": "jm_kumo|jf_gongitsune",
     "gongitsune-alpha": "jf_gongitsune|jf_alpha",
+    "nezumi-alpha": "jf_nezumi|jf_alpha",
+    "tebukuro-kumo": "jf_tebukuro|jm_kumo",
+    "kumonezumi": "jm_kumo*0.6+jf_nezumi*0.4",
 }
 KOKORO_SHARE = 0.2
 
