@@ -9,9 +9,9 @@ from tts.data.corpus import SPEED_VARIANTS, plan_speakers
 
 def test_a_resampled_voice_is_a_corpus_voice_at_a_speed_the_corpus_never_has():
     speaker = resampled_speaker("joe@0.77")
-    assert speaker.name == "joe-x0.77" and speaker.voice.name == "joe" and speaker.speed == 0.77
+    assert speaker.name == "joe-x77" and speaker.voice.name == "joe" and speaker.speed == 0.77
     assert speaker.speed not in SPEED_VARIANTS.values()
-    assert shipped_name(resampled_speaker("kokoro-kumo@1.25").name) == "kumo-x1.25"
+    assert shipped_name(resampled_speaker("kokoro-kumo@1.25").name) == "kumo-x125"
 
 
 @pytest.mark.parametrize("name", ["nobody@1.2", "joe@3", "joe@0.1"])

@@ -42,7 +42,7 @@ def resampled_speaker(name: str) -> Speaker:
     """``VOICE@FACTOR`` (e.g. ``joe@0.77``): the voice read FACTOR times faster by resampling, so that
     its pitch and formants move together, as the corpus's ``-up``/``-down`` copies (x1.15, x0.87) do;
     beyond those (below 0.85 or above 1.2) Resemblyzer hears a speaker the model was never trained
-    on. Ships as ``VOICE-xFACTOR``; never in the corpus."""
+    on. Named ``VOICE-xPERCENT`` (``joe-x77``: voice names have no dots); never in the corpus."""
     voice, _, factor = name.partition("@")
     speed = float(factor)
     if not 0.5 <= speed <= 2.0:
@@ -50,7 +50,7 @@ def resampled_speaker(name: str) -> Speaker:
     base = next((s for s in plan_speakers() if s.name == voice), None)
     if base is None:
         raise SystemExit(f"{name}: no corpus speaker {voice!r}")
-    return Speaker(f"{voice}-x{factor}", base.voice, speed)
+    return Speaker(f"{voice}-x{round(speed * 100)}", base.voice, speed)
 
 
 def main(out: str, names: list[str]) -> None:

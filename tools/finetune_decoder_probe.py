@@ -1,0 +1,100 @@
+"""A probe for the next fine-tuning design: does tuning the DVAE decoder's weights, not only its speaker
+vector, carry a new voice further? Trains on all clips but the last (mel MSE of their own codes, on
+random windows, as `tts voices finetune` does) and reports the held-out clip's decoder loss and the
+Resemblyzer similarity of it re-decoded from its codes, before and after, as tts.finetune.run judges.
+Nothing is stored; the bundled model is used.
+
+    python -m tools.finetune_decoder_probe VOICE_FOLDER MODE STEPS LR
+
+MODE: ``vector`` (the speaker vector alone, at 3e-3), ``lastN`` (and the decoder's last N layers),
+``all`` (and the whole decoder), ``loraR`` (and rank-R low-rank updates of every decoder convolution).
+LR is the learning rate of the weights (the vector's stays 3e-3).
+"""
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.utils.parametrize as parametrize
+
+from tts.finetune.clips import voice_clips
+from tts.finetune.judges import load_speaker_judge
+from tts.finetune.objective import VoiceObjective, prepare
+from tts.finetune.run import Judging
+from tts.pipeline import TextToSpeech
+from tts.voices import VoiceLibrary
+
+CROP_CODES = 54  # about 2.5 s windows, as the fine-tuning default
+VECTOR_LR = 3e-3
+
+
+class LowRank(torch.nn.Module):
+    """W -> W + B A for a weight of shape (out, ...): rank `rank`, B starting at zero."""
+
+    def __init__(self, shape: torch.Size, rank: int):
+        super().__init__()
+        fan_in = shape[1:].numel()
+        self.a = torch.nn.Parameter(torch.randn(rank, fan_in) / fan_in ** 0.5)
+        self.b = torch.nn.Parameter(torch.zeros(shape[0], rank))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + (self.b @ self.a).view_as(weight)
+
+
+def free_weights(dvae, mode: str) -> list[torch.nn.Parameter]:
+    """The decoder weights (or low-rank updates) that `mode` trains; everything else stays frozen."""
+    for p in dvae.parameters():
+        p.requires_grad_(False)
+    if mode == "vector":
+        return []
+    if mode.startswith("lora"):
+        params = []
+        for conv in (m for m in dvae.decoder.modules() if isinstance(m, torch.nn.Conv1d)):
+            update = LowRank(conv.weight.shape, int(mode[4:]))
+            parametrize.register_parametrization(conv, "weight", update)
+            params += [update.a, update.b]
+        return params
+    layers = list(dvae.decoder) if mode == "all" else list(dvae.decoder)[-int(mode[4:]):]
+    params = [p for layer in layers for p in layer.parameters()] + list(dvae.speaker_proj.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def main(folder: Path, mode: str, steps: int, lr: float) -> None:
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        (scratch / "voices").mkdir()
+        (scratch / "voices" / folder.name).symlink_to(folder.resolve())
+        voice = VoiceLibrary(scratch / "voices", shipped_dir=scratch / "none").get(folder.name)
+        tts = TextToSpeech(None, cache=scratch / "cache", adapters=scratch / "adapters", use_adapters=False)
+        clips = voice_clips(voice, tts.sample_rate)
+        base = tts.base_conditioning(voice, voice.fingerprint())
+        examples, _ = prepare(tts, clips, None)
+        heldout, train = examples[-1], examples[:-1]
+        start = {"dvae_speaker": base.dvae_speaker.detach().float().clone()}
+        objective = VoiceObjective(tts.models, train, CROP_CODES, 1, 0.0, start)
+        judging = Judging(tts, base, load_speaker_judge(), heldout, clips[-1].wav, objective, 8)
+        before = judging.measure(start)
+        weights = free_weights(tts.models.dvae, mode)
+        vector = torch.nn.Parameter(start["dvae_speaker"].clone())
+        groups = [{"params": [vector], "lr": VECTOR_LR}] + ([{"params": weights, "lr": lr}] if weights else [])
+        optimiser = torch.optim.Adam(groups)
+        generator = torch.Generator().manual_seed(0)
+        began = time.time()
+        for _ in range(steps):
+            loss, _ = objective.loss({"dvae_speaker": vector}, generator)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        after = judging.measure({"dvae_speaker": vector.detach()})
+        print(f"{folder.name} mode={mode} steps={steps} lr={lr} trained={sum(p.numel() for p in weights) + vector.numel()}"
+              f" time={time.time() - began:.0f}s before={before} after={after}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 5:
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
