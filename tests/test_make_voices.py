@@ -14,7 +14,7 @@ def test_a_resampled_voice_is_a_corpus_voice_at_a_speed_the_corpus_never_has():
     assert shipped_name(resampled_speaker("kokoro-kumo@1.25").name) == "kumo-x125"
 
 
-@pytest.mark.parametrize("name", ["nobody@1.2", "joe@3", "joe@0.1"])
+@pytest.mark.parametrize("name", ["nobody@1.2", "joe@3", "joe@0.1", "joe@fast"])
 def test_a_bad_resampled_voice_is_refused_in_one_line(name):
     with pytest.raises(SystemExit, match=name):
         resampled_speaker(name)

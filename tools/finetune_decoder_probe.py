@@ -10,6 +10,7 @@ MODE: ``vector`` (the speaker vector alone, at 3e-3), ``lastN`` (and the decoder
 ``all`` (and the whole decoder), ``loraR`` (and rank-R low-rank updates of every decoder convolution).
 LR is the learning rate of the weights (the vector's stays 3e-3).
 """
+import re
 import sys
 import tempfile
 import time
@@ -94,7 +95,20 @@ def main(folder: Path, mode: str, steps: int, lr: float) -> None:
               f" time={time.time() - began:.0f}s before={before} after={after}")
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 5:
+def parse(argv: list[str]) -> tuple[Path, str, int, float]:
+    """The command line, or a one-line exit naming what is wrong."""
+    if len(argv) != 4:
         sys.exit(__doc__)
-    main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    folder, mode, steps, lr = argv
+    if not Path(folder).is_dir():
+        sys.exit(f"error: voice folder {folder} does not exist")
+    if not re.fullmatch(r"vector|all|last[1-9]\d*|lora[1-9]\d*", mode):
+        sys.exit(f"error: MODE {mode!r} is not vector, all, lastN or loraR")
+    try:
+        return Path(folder), mode, int(steps), float(lr)
+    except ValueError:
+        sys.exit(f"error: STEPS ({steps!r}) must be an integer and LR ({lr!r}) a number")
+
+
+if __name__ == "__main__":
+    main(*parse(sys.argv[1:]))

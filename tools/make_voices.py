@@ -44,7 +44,10 @@ def resampled_speaker(name: str) -> Speaker:
     beyond those (below 0.85 or above 1.2) Resemblyzer hears a speaker the model was never trained
     on. Named ``VOICE-xPERCENT`` (``joe-x77``: voice names have no dots); never in the corpus."""
     voice, _, factor = name.partition("@")
-    speed = float(factor)
+    try:
+        speed = float(factor)
+    except ValueError:
+        raise SystemExit(f"{name}: the speed factor must be a number, e.g. joe@0.77") from None
     if not 0.5 <= speed <= 2.0:
         raise SystemExit(f"{name}: the speed factor must be within 0.5-2.0")
     base = next((s for s in plan_speakers() if s.name == voice), None)

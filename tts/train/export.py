@@ -6,7 +6,7 @@ speech (`tts reconstruct`) but does not read text."""
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import torch
@@ -35,11 +35,8 @@ def silence_codes(dvae) -> tuple[int, tuple[int, ...]]:
 MIN_LENGTH_RATIO = 0.7
 
 
-def codes_per_text_token(corpus: str | Path, downsample_factor: int) -> float:
-    """Mean DVAE codes per phoneme token over a corpus (its whole audio over its whole text)."""
-    from .data import Corpus
-
-    items = Corpus(corpus).items
+def codes_per_text_token(items: Sequence, downsample_factor: int) -> float:
+    """Mean DVAE codes per phoneme token over a corpus's items (its whole audio over its whole text)."""
     mel = audio.HIFIGAN_MEL
     codes = sum(u.duration for u in items) * mel.sample_rate / (mel.hop_length * downsample_factor)
     return round(codes / sum(len(u.phonemes) for u in items), 4)
@@ -49,16 +46,12 @@ def codes_per_text_token(corpus: str | Path, downsample_factor: int) -> float:
 CHUNK_PERCENTILE = 99.0
 
 
-def chunk_tokens(corpus: str | Path, percentile: float = CHUNK_PERCENTILE) -> int:
+def chunk_tokens(items: Sequence, percentile: float = CHUNK_PERCENTILE) -> int:
     """Phoneme tokens of a corpus utterance at `percentile` of their lengths: the longest text chunk a
     GPT trained on the corpus reads well (at the 12 h and 24 h corpora's 99th percentile, 147 tokens,
     where the GPT's limit is 252: the one sentence of the first 15 public ones longer than that, 244
     tokens, read well for 8 s and then babbled, on every voice)."""
-    from .data import Corpus
-
-    lengths = sorted(len(u.phonemes) for u in Corpus(corpus).items)
-    if not lengths:
-        raise TTSError(f"corpus {corpus} has no utterances")
+    lengths = sorted(len(u.phonemes) for u in items)
     return lengths[min(len(lengths) - 1, math.ceil(percentile / 100 * len(lengths)) - 1)]
 
 
@@ -70,9 +63,10 @@ SMALL_SAMPLING = {"repetition_penalty": 1.3}
 
 #: Our models' presets, named for what they cost on a 2-core CPU (Tortoise's candidate counts fit its
 #: GPU-sized models): the GPT's candidates per text chunk and the flow decoder's Euler steps. With the
-#: default model, eight candidates instead of four read the 30 public sentences at 6.9% mean WER
-#: instead of 9.2% (joe, awb, kumo, ked) for 0.07 more real-time factor (0.34 -> 0.41 on 2 threads,
-#: bf16 vocoder; docs/training/GATES.md), so `fast`, the default, samples eight.
+#: default model, eight candidates instead of four read the 30 public sentences at 7.0% mean WER
+#: instead of 7.4% (11 voices; within sampling noise, but joe went 10.7 -> 8.3) for 0.07 more
+#: real-time factor (0.38 -> 0.45 on 2 threads, bf16 vocoder; docs/training/GATES.md), so `fast`,
+#: the default, samples eight.
 SMALL_PRESETS = {
     name: {**SMALL_SAMPLING, "candidates": candidates, "diffusion_steps": steps}
     for name, candidates, steps in (("ultra_fast", 1, 4), ("fast", 8, 8), ("standard", 16, 16), ("high_quality", 32, 32))
@@ -123,8 +117,13 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
                    for name in {*SMALL_PRESETS, *(presets or {})}}
     per_token = longest = None
     if corpus is not None and gpt_path is not None:
-        per_token = codes_per_text_token(corpus, dvae.config.downsample_factor)
-        longest = min(chunk_tokens(corpus), modules["gpt"].config.max_text_tokens - 1)
+        from .data import Corpus
+
+        items = Corpus(corpus).items
+        if not items:
+            raise TTSError(f"corpus {corpus} has no utterances")
+        per_token = codes_per_text_token(items, dvae.config.downsample_factor)
+        longest = min(chunk_tokens(items), modules["gpt"].config.max_text_tokens - 1)
         presets = {name: {"min_length_ratio": MIN_LENGTH_RATIO, **(presets or {}).get(name, {})}
                    for name in {*SMALL_PRESETS, *(presets or {})}}
     card = ModelCard(
