@@ -4,11 +4,13 @@ random windows, as `tts voices finetune` does) and reports the held-out clip's d
 Resemblyzer similarity of it re-decoded from its codes, before and after, as tts.finetune.run judges.
 Nothing is stored; the bundled model is used.
 
-    python -m tools.finetune_decoder_probe VOICE_FOLDER MODE STEPS LR
+    python -m tools.finetune_decoder_probe VOICE_FOLDER MODE STEPS LR [SENTENCES]
 
 MODE: ``vector`` (the speaker vector alone, at 3e-3), ``lastN`` (and the decoder's last N layers),
 ``all`` (and the whole decoder), ``loraR`` (and rank-R low-rank updates of every decoder convolution).
-LR is the learning rate of the weights (the vector's stays 3e-3).
+LR is the learning rate of the weights (the vector's stays 3e-3). With SENTENCES (a number N), the
+first N public sentences are also spoken zero-shot and with the tuned decoder (the vector stored as
+the voice's adapter, the weights changed in memory) and judged as `tts eval` judges them.
 """
 import re
 import sys
@@ -19,11 +21,14 @@ from pathlib import Path
 import torch
 import torch.nn.utils.parametrize as parametrize
 
+from tts.adapters import AdapterInfo, AdapterStore, VoiceAdapter
+from tts.evaluate import DEFAULT_SENTENCES, evaluate, load_judges, read_sentences
 from tts.finetune.clips import voice_clips
 from tts.finetune.judges import load_speaker_judge
 from tts.finetune.objective import VoiceObjective, prepare
 from tts.finetune.run import Judging
 from tts.pipeline import TextToSpeech
+from tts.sampling.options import resolve
 from tts.voices import VoiceLibrary
 
 CROP_CODES = 54  # about 2.5 s windows, as the fine-tuning default
@@ -63,14 +68,23 @@ def free_weights(dvae, mode: str) -> list[torch.nn.Parameter]:
     return params
 
 
-def main(folder: Path, mode: str, steps: int, lr: float) -> None:
+def speech(tts, voice, sentences: int, judges) -> str:
+    """WER and similarity of the voice speaking the first `sentences` public sentences, as `tts eval`."""
+    texts = read_sentences(DEFAULT_SENTENCES)[:sentences]
+    report = evaluate(tts, [voice], texts, resolve("fast", tts.models.card), judges)
+    summary = report["voices"][voice.name]["summary"]
+    return f"WER {100 * summary['wer']:.1f} sim {summary['similarity_mean']:.3f}"
+
+
+def main(folder: Path, mode: str, steps: int, lr: float, sentences: int = 0) -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         (scratch / "voices").mkdir()
         (scratch / "voices" / folder.name).symlink_to(folder.resolve())
         voice = VoiceLibrary(scratch / "voices", shipped_dir=scratch / "none").get(folder.name)
-        tts = TextToSpeech(None, cache=scratch / "cache", adapters=scratch / "adapters", use_adapters=False)
+        store = AdapterStore(scratch / "adapters")
+        tts = TextToSpeech(None, cache=scratch / "cache", adapters=store.root)
         clips = voice_clips(voice, tts.sample_rate)
         base = tts.base_conditioning(voice, voice.fingerprint())
         examples, _ = prepare(tts, clips, None)
@@ -79,6 +93,8 @@ def main(folder: Path, mode: str, steps: int, lr: float) -> None:
         objective = VoiceObjective(tts.models, train, CROP_CODES, 1, 0.0, start)
         judging = Judging(tts, base, load_speaker_judge(), heldout, clips[-1].wav, objective, 8)
         before = judging.measure(start)
+        judges = load_judges("cpu") if sentences else None
+        spoken = f" speech zero-shot: {speech(tts, voice, sentences, judges)}" if sentences else ""
         weights = free_weights(tts.models.dvae, mode)
         vector = torch.nn.Parameter(start["dvae_speaker"].clone())
         groups = [{"params": [vector], "lr": VECTOR_LR}] + ([{"params": weights, "lr": lr}] if weights else [])
@@ -90,24 +106,29 @@ def main(folder: Path, mode: str, steps: int, lr: float) -> None:
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+        seconds = time.time() - began
         after = judging.measure({"dvae_speaker": vector.detach()})
+        if sentences:
+            info = AdapterInfo(voice.name, tts.models.model_id, voice.fingerprint())
+            store.save(VoiceAdapter(info, {"dvae_speaker": vector.detach()}))
+            spoken += f"; tuned: {speech(tts, voice, sentences, judges)}"
         print(f"{folder.name} mode={mode} steps={steps} lr={lr} trained={sum(p.numel() for p in weights) + vector.numel()}"
-              f" time={time.time() - began:.0f}s before={before} after={after}")
+              f" time={seconds:.0f}s before={before} after={after}{spoken}")
 
 
-def parse(argv: list[str]) -> tuple[Path, str, int, float]:
+def parse(argv: list[str]) -> tuple[Path, str, int, float, int]:
     """The command line, or a one-line exit naming what is wrong."""
-    if len(argv) != 4:
+    if len(argv) not in (4, 5):
         sys.exit(__doc__)
-    folder, mode, steps, lr = argv
+    folder, mode, steps, lr, sentences = (argv + ["0"])[:5]
     if not Path(folder).is_dir():
         sys.exit(f"error: voice folder {folder} does not exist")
     if not re.fullmatch(r"vector|all|last[1-9]\d*|lora[1-9]\d*", mode):
         sys.exit(f"error: MODE {mode!r} is not vector, all, lastN or loraR")
     try:
-        return Path(folder), mode, int(steps), float(lr)
+        return Path(folder), mode, int(steps), float(lr), int(sentences)
     except ValueError:
-        sys.exit(f"error: STEPS ({steps!r}) must be an integer and LR ({lr!r}) a number")
+        sys.exit(f"error: STEPS ({steps!r}) and SENTENCES ({sentences!r}) must be integers and LR ({lr!r}) a number")
 
 
 if __name__ == "__main__":
