@@ -241,6 +241,8 @@ def voices_list(model_dir, voices_dir):
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Most minutes of training, over every resumed part of the run (default: 8).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (default: 300).")
+@click.option("--rank", type=click.IntRange(min=0), default=None,
+              help="Rank of the updates of the decoder's weights (default: 4; 0 tunes only its speaker vector).")
 @click.option("--transcripts", type=click.Path(dir_okay=False), default=None,
               help="The clips' words, one line each: CLIP<TAB>TEXT or CLIP|TEXT (CLIP: its file name). Without "
                    "it the offline speech recogniser writes them (pip install .[finetune]).")
@@ -250,11 +252,12 @@ def voices_list(model_dir, voices_dir):
 @voices_dir_option
 @click.pass_obj
 @user_errors
-def voices_finetune(obj, name, minutes, steps, transcripts, remove, model_dir, device, voices_dir):
+def voices_finetune(obj, name, minutes, steps, rank, transcripts, remove, model_dir, device, voices_dir):
     """Adapt the model to the clips of voice NAME; speak, narrate and serve then use it for that voice.
 
     Resumable: after Ctrl-C or a kill, the same command goes on. With 3 or more clips one is held out,
-    and the result is kept only if it sounds more like that clip than the zero-shot voice does.
+    and the result is kept only if it sounds more like that clip than the zero-shot voice does (and,
+    with the speech recogniser installed, says its words as well).
     """
     from tts import audio
     from tts.adapters import AdapterStore
@@ -278,7 +281,7 @@ def voices_finetune(obj, name, minutes, steps, transcripts, remove, model_dir, d
         click.echo(f"removed the fine-tuning of voice {name} for the model in {path}")
         return
     check_card(card, path)
-    given = {"steps": steps, "minutes": minutes}
+    given = {"steps": steps, "minutes": minutes, "rank": rank}
     config = FinetuneConfig(**{k: v for k, v in given.items() if v is not None}).validate()
     voice_clips(voice, audio.MEL_SPECS[card.diffusion_mel].sample_rate)  # bad clips fail before the model loads
     has_gpt = "gpt" in card.components
@@ -287,8 +290,8 @@ def voices_finetune(obj, name, minutes, steps, transcripts, remove, model_dir, d
         click.echo("note: this model has no GPT: only the decoder is tuned and the transcripts are not needed", err=True)
     tts = TextToSpeech(path, device=device)
     transcribed = False
+    recogniser = obj["recogniser"] if "recogniser" in obj else load_recogniser()
     if has_gpt and texts is None:
-        recogniser = obj["recogniser"] if "recogniser" in obj else load_recogniser()
         if recogniser is None:
             click.echo("note: the GPT is not tuned without the clips' words: pass --transcripts FILE or install the "
                        f"speech recogniser ({RECOGNISER_HINT})", err=True)
@@ -303,7 +306,7 @@ def voices_finetune(obj, name, minutes, steps, transcripts, remove, model_dir, d
                    err=True)
     with ProgressDisplay("fine-tuning", "steps", every_s=30.0) as show:
         result = finetune(tts, voice, config, texts=texts, transcribed=transcribed, store=store, judge=judge,
-                          progress=show, say=lambda line: click.echo(line, err=True))
+                          recogniser=recogniser, progress=show, say=lambda line: click.echo(line, err=True))
     click.echo(result.reason, err=True)
     minutes_taken = f"{result.train_seconds / 60:.1f} min of training, {result.steps} steps"
     if result.kept:

@@ -3,7 +3,7 @@ as `tts eval` judges (Resemblyzer similarity to the voice's clips; WER by faster
 it is installed), and the time fine-tuning takes.
 
     python benchmarks/finetune.py --model-dir DIR VOICE_FOLDER [VOICE_FOLDER ...]
-        [--transcripts-dir DIR] [--sentences FILE] [--limit 10] [--steps 300] [--minutes 8]
+        [--transcripts-dir DIR] [--sentences FILE] [--limit 10] [--steps 300] [--minutes 8] [--rank 4]
         [--preset fast] [--threads 2] [--json report.json]
 
 A voice folder holds the clips of one speaker (the name is the folder's); `--transcripts-dir` may hold
@@ -86,7 +86,7 @@ def measure_voice(tts, voice, texts, options, judging, with_wer: bool, transcrip
         elif recogniser is not None:
             texts_of_clips, source = transcribe(voice, recogniser), "recogniser"
     result = finetune(tts, voice, config, texts=texts_of_clips, transcribed=source == "recogniser",
-                      store=store, judge=judging.speaker, say=say)
+                      store=store, judge=judging.speaker, recogniser=recogniser, say=say)
     finetune_seconds = time.perf_counter() - start
     say(f"{voice.name}: {result.reason}")
     tuned = evaluate(tts, [voice], texts, options, judging) if result.kept else zero
@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=10, help="the first N sentences")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None)
+    parser.add_argument("--rank", type=int, default=None, help="of the decoder updates (0: vectors only)")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         texts = read_sentences(args.sentences or DEFAULT_SENTENCES)[:args.limit]
-        config = FinetuneConfig(**{k: v for k, v in (("steps", args.steps), ("minutes", args.minutes))
+        config = FinetuneConfig(**{k: v for k, v in (("steps", args.steps), ("minutes", args.minutes),
+                                                       ("rank", args.rank))
                                    if v is not None}).validate()
         judging, with_wer = judges()
         recogniser = judging.transcriber if with_wer else None

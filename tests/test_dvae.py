@@ -33,3 +33,31 @@ def test_training_reduces_reconstruction_error_and_uses_the_codebook():
         losses.append(F.mse_loss(recon, mel).item())
     assert losses[-1] < 0.5 * losses[0]
     assert codes.unique().numel() > 4
+
+
+def test_low_rank_updates_decode_as_merged_weights_and_leave_the_model_alone():
+    import copy
+
+    from tts.models import lowrank
+
+    model = tiny().eval()
+    codes = torch.randint(0, 64, (2, 9))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    factors = lowrank.init_factors(model, 2, torch.Generator().manual_seed(0))
+    assert set(factors) == {n for w in lowrank.targets(model) for n in lowrank.factor_names(w)}
+    assert torch.equal(model.decode(codes, weights=lowrank.merge(model, factors)), model.decode(codes))  # B = 0
+    factors = {k: torch.randn_like(v) * 0.1 for k, v in factors.items()}
+    merged = lowrank.merge(model, factors)
+    changed = copy.deepcopy(model)
+    changed.load_state_dict({**model.state_dict(), **merged})
+    assert torch.allclose(model.decode(codes, weights=merged), changed.decode(codes), atol=1e-6)
+    assert not torch.allclose(model.decode(codes, weights=merged), model.decode(codes))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the shared model is unchanged
+    trainable = {k: v.requires_grad_() for k, v in factors.items()}
+    model.decode_mel(codes, weights=lowrank.merge(model, trainable)).pow(2).mean().backward()
+    assert all(v.grad is not None and v.grad.abs().sum() > 0 for v in trainable.values())
+    assert lowrank.check(model, factors) is None
+    name = next(iter(factors))
+    assert "factors" in lowrank.check(model, {**factors, name: factors[name][:1, :-1]})
+    assert "one factor of two" in lowrank.check(model, {name: factors[name]})
+    assert "not a decoder weight" in lowrank.check(model, {"dvae_lowrank.encoder.0.weight.a": factors[name]})

@@ -2,6 +2,7 @@
 the held-out decision, and bad input. The judge and the recogniser are fakes (the real ones are
 measured by benchmarks/finetune.py)."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,11 @@ from click.testing import CliRunner
 
 from cli import main
 from tests.tiny import make_tiny_flow_model_dir, make_voice
-from tts.adapters import AdapterStore
+from tts.adapters import DECODER_UPDATE, AdapterStore
 from tts.errors import TTSError
 from tts.finetune.config import FinetuneConfig
 from tts.finetune.run import finetune
+from tts.models import lowrank
 from tts.pipeline import TextToSpeech
 from tts.voices import VoiceLibrary
 
@@ -80,8 +82,17 @@ def test_an_adapter_that_helps_is_kept_and_speech_uses_it(tts, library):
     assert sorted(p.name for p in voice.folder.iterdir()) == ["clip0.wav", "clip1.wav", "clip2.wav"]
     assert not list(result.path.parent.glob(".*.partial.*"))  # the resumable state is gone
     base, tuned = tts.base_conditioning(voice), tts.conditioning(voice)
+    assert DECODER_UPDATE in result.parts  # low-rank updates of the DVAE decoder, by default
     for part in result.parts:
-        assert not torch.equal(getattr(base, part), getattr(tuned, part))
+        if part != DECODER_UPDATE:
+            assert not torch.equal(getattr(base, part), getattr(tuned, part))
+    assert base.dvae_weights is None and set(tuned.dvae_weights) == set(lowrank.targets(tts.models.dvae))
+    codes = torch.randint(0, tts.models.dvae.config.num_tokens, (1, 12))
+    with tts.inference():  # the voice's chunks decode through its own decoder weights
+        own = tts.decode_codes(codes, tuned, 1, torch.Generator().manual_seed(0))
+        shared = tts.decode_codes(codes, dataclasses.replace(tuned, dvae_weights=None), 1,
+                                  torch.Generator().manual_seed(0))
+    assert not torch.allclose(own, shared)
     zero_shot = TextToSpeech(tts.models.path, use_adapters=False).conditioning(voice)
     assert torch.equal(zero_shot.flow_speaker, base.flow_speaker)
     assert tts.adapter(voice).info.similarity_after == pytest.approx(0.9)
@@ -154,10 +165,10 @@ def test_an_interrupted_run_goes_on_where_it_stopped_and_ends_the_same(tts, libr
     resumed = finetune(tts, voice, config, texts=TEXTS, store=store, judge=FakeJudge(1),  # "before" was kept
                        progress=lambda done, total, note: seen.append(done))
     assert resumed.resumed_from == 3 and seen == [4, 5, 6] and resumed.kept
-    a, b = AdapterStore(tmp_path / "a"), store
-    for part in whole.parts:
-        assert torch.allclose(a.load(tts.models.model_id, voice).tensors[part],
-                              b.load(tts.models.model_id, voice).tensors[part], atol=1e-6)
+    a, b = AdapterStore(tmp_path / "a").load(tts.models.model_id, voice), store.load(tts.models.model_id, voice)
+    assert a.parts == b.parts == whole.parts and set(a.tensors) == set(b.tensors)
+    for name in a.tensors:
+        assert torch.allclose(a.tensors[name], b.tensors[name], atol=1e-6)
     assert not store.state_path(tts.models.model_id, voice).exists()
 
 
@@ -166,7 +177,60 @@ def test_two_clips_are_all_trained_on_and_the_decoder_only_model_needs_no_text(t
     make_voice(tmp_path / "voices", "w", clips=2, seconds=3.5)
     result = finetune(model, VoiceLibrary(tmp_path / "voices").get("w"), FAST)
     assert result.kept and result.heldout is None and "no clip held out" in result.reason
-    assert result.parts == ["dvae_speaker", "flow_speaker"]
+    assert result.parts == ["dvae_speaker", "flow_speaker", DECODER_UPDATE]
+
+
+class ScriptedRecogniser:
+    """Hears `lines` in turn: the re-decoded held-out clip zero-shot, tuned, then with the vectors alone."""
+
+    name = "scripted"
+
+    def __init__(self, *lines: str):
+        self.lines = list(lines)
+
+    def transcribe(self, wav: np.ndarray) -> str:
+        return self.lines.pop(0)
+
+
+def test_decoder_updates_that_lose_words_are_dropped_and_the_vectors_judged_alone(tts, library):
+    recogniser = ScriptedRecogniser("and a third one here", "and a bird one fear", "and a third one here")
+    result = finetune(tts, library.get("v"), FinetuneConfig(steps=2, judge_steps=1, gpt=False),
+                      judge=FakeJudge(0.5, 0.9, 0.7), recogniser=recogniser, texts=TEXTS)
+    assert result.before["wer"] == 0.0 and result.after["wer"] == 40.0
+    assert result.kept and result.parts == ["dvae_speaker", "flow_speaker"]
+    assert "updates did not help" in result.reason and "0.500 -> 0.700" in result.reason
+    assert tts.conditioning(library.get("v")).dvae_weights is None
+    assert not recogniser.lines
+
+
+def test_decoder_updates_within_the_word_slack_are_kept(tts, library):
+    recogniser = ScriptedRecogniser("and a third one here and a third one here and more words",
+                                    "and a third one here and a bird one here and more words")
+    result = finetune(tts, library.get("v"), FinetuneConfig(steps=2, judge_steps=1, gpt=False),
+                      judge=FakeJudge(0.5, 0.9), recogniser=recogniser, texts={**TEXTS, "clip2.wav": (
+                          "and a third one here and a third one here and more words")})
+    assert result.before["word_errors"] == 0 and result.after["word_errors"] == 1  # within HELDOUT_WORD_SLACK
+    assert result.kept and DECODER_UPDATE in result.parts
+
+
+def test_rank_zero_tunes_the_vectors_alone(tts, library):
+    result = finetune(tts, library.get("v"), FinetuneConfig(steps=2, judge_steps=1, gpt=False, rank=0),
+                      judge=FakeJudge(0.5, 0.9))
+    assert result.kept and result.parts == ["dvae_speaker", "flow_speaker"]
+    with pytest.raises(TTSError, match="--rank"):
+        FinetuneConfig(rank=-1).validate()
+
+
+def test_decoder_updates_that_do_not_fit_the_model_are_refused_in_words(tts, library):
+    voice = library.get("v")
+    finetune(tts, voice, FAST, texts=TEXTS, judge=FakeJudge(0.1, 0.9))
+    store = AdapterStore()
+    adapter = store.load(tts.models.model_id, voice)
+    name = next(k for k in adapter.tensors if lowrank.is_factor(k) and k.endswith(".a"))
+    adapter.tensors[name] = adapter.tensors[name][:, :-1]
+    store.save(adapter)
+    with pytest.raises(TTSError, match="does not fit this model"):
+        tts.conditioning(voice)
 
 
 def test_the_minutes_limit_stops_training(tts, library):
@@ -210,7 +274,7 @@ def test_cli_finetune_list_and_remove(flow_dir, user_voices, tmp_path):
                  judge=FakeJudge(0.2, 0.8))
     assert result.exit_code == 0, result.output
     assert "held-out similarity 0.200 -> 0.800" in result.output
-    assert "fine-tuned voice v (dvae_speaker, flow_speaker" in result.output
+    assert "fine-tuned voice v (gpt, dvae_speaker, flow_speaker, dvae_lowrank;" in result.output
     listed = run("voices", "list", "--model-dir", flow_dir)
     assert "v\tuser\t3 clips\tfine-tuned" in listed.output.splitlines()
     assert "fine-tuned" not in run("voices", "list").output  # no model installed: nothing is marked

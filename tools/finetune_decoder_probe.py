@@ -4,13 +4,15 @@ random windows, as `tts voices finetune` does) and reports the held-out clip's d
 Resemblyzer similarity of it re-decoded from its codes, before and after, as tts.finetune.run judges.
 Nothing is stored; the bundled model is used.
 
-    python -m tools.finetune_decoder_probe VOICE_FOLDER MODE STEPS LR [SENTENCES]
+    python -m tools.finetune_decoder_probe VOICE_FOLDER MODE STEPS LR [SENTENCES] [tuned-only]
 
 MODE: ``vector`` (the speaker vector alone, at 3e-3), ``lastN`` (and the decoder's last N layers),
 ``all`` (and the whole decoder), ``loraR`` (and rank-R low-rank updates of every decoder convolution).
 LR is the learning rate of the weights (the vector's stays 3e-3). With SENTENCES (a number N), the
 first N public sentences are also spoken zero-shot and with the tuned decoder (the vector stored as
-the voice's adapter, the weights changed in memory) and judged as `tts eval` judges them.
+the voice's adapter, the weights changed in memory) and judged as `tts eval` judges them (``tuned-only``:
+not zero-shot). With SENTENCES the held-out clip re-decoded is also heard by the recogniser: its WER against
+what the recogniser hears in the clip itself ("heldout_wer").
 """
 import re
 import sys
@@ -22,7 +24,9 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 
 from tts.adapters import AdapterInfo, AdapterStore, VoiceAdapter
-from tts.evaluate import DEFAULT_SENTENCES, evaluate, load_judges, read_sentences
+from tts import audio
+from tts.evaluate import DEFAULT_SENTENCES, error_rates, evaluate, load_judges, read_sentences, scoring_text
+from tts.finetune.clips import RECOGNISER_SAMPLE_RATE
 from tts.finetune.clips import voice_clips
 from tts.finetune.judges import load_speaker_judge
 from tts.finetune.objective import VoiceObjective, prepare
@@ -76,7 +80,51 @@ def speech(tts, voice, sentences: int, judges) -> str:
     return f"WER {100 * summary['wer']:.1f} sim {summary['similarity_mean']:.3f}"
 
 
-def main(folder: Path, mode: str, steps: int, lr: float, sentences: int = 0) -> None:
+def heldout_wer(tts, judging: Judging, vector: torch.Tensor, clip_wav, transcriber) -> float:
+    """WER % of the held-out clip re-decoded from its codes, against the recogniser's words for the clip."""
+    import dataclasses
+
+    heard = transcriber.transcribe(audio.resample(clip_wav, tts.sample_rate, RECOGNISER_SAMPLE_RATE))
+    cond = dataclasses.replace(judging.base, dvae_speaker=vector.detach())
+    with tts.inference():
+        mel = tts.decode_codes(judging.heldout.codes[None], cond, judging.steps, torch.Generator().manual_seed(0))
+        wav = tts.vocode(audio.denormalize_mel(mel), torch.Generator().manual_seed(0))
+    said = transcriber.transcribe(audio.resample(wav, tts.sample_rate, RECOGNISER_SAMPLE_RATE))
+    return round(100 * error_rates([scoring_text(heard)], [scoring_text(said)]).wer, 1)
+
+
+CYCLE_TAU = 0.1  # temperature of the code read-back's logits (cosine to the unit-norm codebook)
+
+
+def unpaired_codes(tts) -> list[torch.Tensor]:
+    """DVAE codes of the shipped voices' clips: speech with no target in the new voice, for the read-back."""
+    from tts.voices import SHIPPED_VOICES_DIR
+
+    out = []
+    for path in sorted(SHIPPED_VOICES_DIR.glob("*/*.flac")):
+        import soundfile
+
+        wav, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
+        wav = audio.resample(wav.mean(1), sr, tts.sample_rate)
+        mel = audio.normalize_mel(audio.mel_spectrogram(torch.from_numpy(wav), tts.diffusion_mel))
+        out.append(tts.models.dvae.encode(mel)[0])
+    return out
+
+
+def read_back(dvae, codes: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the DVAE encoder reading the decoded mel of `codes` (B, w) back as those codes."""
+    import torch.nn.functional as F
+
+    mel = dvae.decode_mel(codes, speaker.expand(codes.shape[0], -1))
+    z = F.normalize(dvae.encoder(mel), dim=1)  # (B, d, w)
+    logits = torch.einsum("bdw,kd->bkw", z, dvae.quantizer.codebook) / CYCLE_TAU
+    return F.cross_entropy(logits, codes)
+
+
+def main(folder: Path, mode: str, steps: int, lr: float, sentences: int = 0, zero_shot: bool = True) -> None:
+    import os
+
+    cycle = float(os.environ.get("PROBE_CYCLE", "0"))
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -94,31 +142,47 @@ def main(folder: Path, mode: str, steps: int, lr: float, sentences: int = 0) -> 
         judging = Judging(tts, base, load_speaker_judge(), heldout, clips[-1].wav, objective, 8)
         before = judging.measure(start)
         judges = load_judges("cpu") if sentences else None
-        spoken = f" speech zero-shot: {speech(tts, voice, sentences, judges)}" if sentences else ""
+        if sentences:
+            before["heldout_wer"] = heldout_wer(tts, judging, start["dvae_speaker"], clips[-1].wav, judges.transcriber)
+        spoken = f" speech zero-shot: {speech(tts, voice, sentences, judges)}" if sentences and zero_shot else ""
         weights = free_weights(tts.models.dvae, mode)
         vector = torch.nn.Parameter(start["dvae_speaker"].clone())
         groups = [{"params": [vector], "lr": VECTOR_LR}] + ([{"params": weights, "lr": lr}] if weights else [])
         optimiser = torch.optim.Adam(groups)
         generator = torch.Generator().manual_seed(0)
+        others = unpaired_codes(tts) if cycle else []
         began = time.time()
-        for _ in range(steps):
+        for step in range(steps):
             loss, _ = objective.loss({"dvae_speaker": vector}, generator)
+            if cycle:
+                own, _ = objective._windows(generator)
+                picks = torch.randint(0, len(others), (2,), generator=generator)
+                theirs = []
+                for i in picks.tolist():
+                    start = int(torch.randint(0, len(others[i]) - CROP_CODES + 1, (1,), generator=generator))
+                    theirs.append(others[i][start:start + CROP_CODES])
+                ce_own = read_back(tts.models.dvae, own, vector)
+                ce_theirs = read_back(tts.models.dvae, torch.stack(theirs), vector)
+                if step % 25 == 0:
+                    print(f"step {step} loss {loss.item():.4f} read-back own {ce_own.item():.3f} theirs {ce_theirs.item():.3f}", flush=True)
+                loss = loss + cycle * (ce_own + ce_theirs)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
         seconds = time.time() - began
         after = judging.measure({"dvae_speaker": vector.detach()})
         if sentences:
+            after["heldout_wer"] = heldout_wer(tts, judging, vector, clips[-1].wav, judges.transcriber)
             info = AdapterInfo(voice.name, tts.models.model_id, voice.fingerprint())
             store.save(VoiceAdapter(info, {"dvae_speaker": vector.detach()}))
             spoken += f"; tuned: {speech(tts, voice, sentences, judges)}"
-        print(f"{folder.name} mode={mode} steps={steps} lr={lr} trained={sum(p.numel() for p in weights) + vector.numel()}"
+        print(f"{folder.name} mode={mode} cycle={cycle} steps={steps} lr={lr} trained={sum(p.numel() for p in weights) + vector.numel()}"
               f" time={seconds:.0f}s before={before} after={after}{spoken}")
 
 
-def parse(argv: list[str]) -> tuple[Path, str, int, float, int]:
+def parse(argv: list[str]) -> tuple[Path, str, int, float, int, bool]:
     """The command line, or a one-line exit naming what is wrong."""
-    if len(argv) not in (4, 5):
+    if len(argv) not in (4, 5, 6) or (len(argv) == 6 and argv[5] != "tuned-only"):
         sys.exit(__doc__)
     folder, mode, steps, lr, sentences = (argv + ["0"])[:5]
     if not Path(folder).is_dir():
@@ -126,7 +190,7 @@ def parse(argv: list[str]) -> tuple[Path, str, int, float, int]:
     if not re.fullmatch(r"vector|all|last[1-9]\d*|lora[1-9]\d*", mode):
         sys.exit(f"error: MODE {mode!r} is not vector, all, lastN or loraR")
     try:
-        return Path(folder), mode, int(steps), float(lr), int(sentences)
+        return Path(folder), mode, int(steps), float(lr), int(sentences), len(argv) < 6
     except ValueError:
         sys.exit(f"error: STEPS ({steps!r}) and SENTENCES ({sentences!r}) must be integers and LR ({lr!r}) a number")
 

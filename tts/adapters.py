@@ -1,8 +1,9 @@
 """Fine-tuned voices: a small adapter per (model, voice) that replaces the voice's conditioning vectors.
 
 `tts voices finetune NAME` (tts.finetune) tunes the vectors a model conditions on (the GPT's voice
-latent, the DVAE and flow decoders' speaker vectors) to the voice's clips and stores them here, in
-the user data directory, never in the voice folder:
+latent, the DVAE and flow decoders' speaker vectors) and low-rank updates of the DVAE decoder's
+weights (tts.models.lowrank) to the voice's clips and stores them here, in the user data directory,
+never in the voice folder:
 
     <data dir>/adapters/<model id>/<voice name>/<clip fingerprint, 20 hex>.safetensors
 
@@ -28,12 +29,14 @@ import torch
 
 from .errors import TTSError
 from .fileio import atomic_path
+from .models import lowrank
 from .voices import Voice, user_data_dir
 
 log = logging.getLogger(__name__)
 
 FORMAT = "tts-voice-adapter/1"
 PARTS = ("gpt", "dvae_speaker", "flow_speaker")  # the Conditioning fields an adapter may replace
+DECODER_UPDATE = "dvae_lowrank"  # the part name of low-rank decoder updates (tensors lowrank.PREFIX + ...)
 KEY_HEX = 20  # fingerprint characters in the file name
 _ADAPTER_FILE = re.compile(rf"[0-9a-f]{{{KEY_HEX}}}\.safetensors")
 _STATE_FILE = re.compile(rf"\.[0-9a-f]{{{KEY_HEX}}}\.partial\.safetensors")
@@ -70,19 +73,13 @@ class AdapterInfo:
 @dataclass
 class VoiceAdapter:
     info: AdapterInfo
-    tensors: dict[str, torch.Tensor]  # a Conditioning field (PARTS) -> its tuned value (1, D)
+    # a Conditioning field (PARTS) -> its tuned value (1, D); low-rank decoder factors (lowrank.PREFIX...)
+    tensors: dict[str, torch.Tensor]
 
-    def apply(self, cond):
-        """`cond` (a tts.pipeline.Conditioning) with the fields this adapter tunes replaced."""
-        changes = {}
-        for name, value in self.tensors.items():
-            old = getattr(cond, name)
-            if old is not None:
-                if tuple(old.shape) != tuple(value.shape):
-                    raise TTSError(f"the fine-tuned {self.info.voice!r} does not fit this model ({name} is "
-                                   f"{tuple(value.shape)}, expected {tuple(old.shape)}); fine-tune it again")
-                changes[name] = value.to(device=old.device, dtype=old.dtype)
-        return dataclasses.replace(cond, **changes)
+    def apply(self, cond, dvae=None):
+        """`cond` (a tts.pipeline.Conditioning) with the fields this adapter tunes replaced, and with the
+        voice's own decoder weights when it has low-rank updates (`dvae`: the model's DVAE they update)."""
+        return tuned_conditioning(cond, self.tensors, dvae, self.info.voice)
 
     @property
     def digest(self) -> str:
@@ -94,7 +91,36 @@ class VoiceAdapter:
 
     @property
     def parts(self) -> list[str]:
-        return [p for p in PARTS if p in self.tensors]
+        return adapter_parts(self.tensors)
+
+
+def adapter_parts(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The parts a set of tuned tensors replaces: Conditioning fields, and DECODER_UPDATE."""
+    parts = [p for p in PARTS if p in tensors]
+    return parts + [DECODER_UPDATE] if any(lowrank.is_factor(k) for k in tensors) else parts
+
+
+def tuned_conditioning(cond, tensors: dict[str, torch.Tensor], dvae=None, voice: str = "voice"):
+    """`cond` with the vectors of `tensors` in place of its own and, when `tensors` hold low-rank decoder
+    factors, `dvae`'s decoder weights with the updates merged in (``cond.dvae_weights``). TTSError when
+    they do not fit the model."""
+    changes = {}
+    for name, value in tensors.items():
+        if name not in PARTS:
+            continue
+        old = getattr(cond, name)
+        if old is not None:
+            if tuple(old.shape) != tuple(value.shape):
+                raise TTSError(f"the fine-tuned {voice!r} does not fit this model ({name} is "
+                               f"{tuple(value.shape)}, expected {tuple(old.shape)}); fine-tune it again")
+            changes[name] = value.to(device=old.device, dtype=old.dtype)
+    factors = {k: v for k, v in tensors.items() if lowrank.is_factor(k)}
+    if factors and dvae is not None:
+        problem = lowrank.check(dvae, factors)
+        if problem is not None:
+            raise TTSError(f"the fine-tuned {voice!r} does not fit this model ({problem}); fine-tune it again")
+        changes["dvae_weights"] = lowrank.merge(dvae, factors)
+    return dataclasses.replace(cond, **changes)
 
 
 class AdapterStore:
@@ -129,7 +155,7 @@ class AdapterStore:
         try:
             with safe_open(str(path), framework="pt") as f:
                 info = AdapterInfo.from_json((f.metadata() or {}).get("adapter", "{}"))
-                tensors = {k: f.get_tensor(k).float() for k in f.keys() if k in PARTS}
+                tensors = {k: f.get_tensor(k).float() for k in f.keys() if k in PARTS or lowrank.is_factor(k)}
         except Exception as exc:  # noqa: BLE001 - a damaged adapter must not stop speech
             log.warning("ignoring unreadable voice adapter %s (%s)", path, exc)
             return None

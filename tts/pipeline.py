@@ -67,14 +67,16 @@ class Conditioning:
     diffusion: torch.Tensor | None = None  # (1, D_cond): Tortoise-style diffusion decoder
     dvae_speaker: torch.Tensor | None = None  # (1, S): speaker-conditioned DVAE decoder
     flow_speaker: torch.Tensor | None = None  # (1, S'): flow decoder
+    # a fine-tuned voice's own DVAE decoder weights (name -> tensor, tts.models.lowrank.merge); None: the model's
+    dvae_weights: dict[str, torch.Tensor] | None = None
 
-    FIELDS = ("gpt", "diffusion", "dvae_speaker", "flow_speaker")
+    FIELDS = ("gpt", "diffusion", "dvae_speaker", "flow_speaker")  # the vectors (cached per voice)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {k: getattr(self, k) for k in self.FIELDS if getattr(self, k) is not None}
 
     def to_float(self) -> "Conditioning":
-        return Conditioning(**{k: v.float() for k, v in self.tensors().items()})
+        return Conditioning(**{k: v.float() for k, v in self.tensors().items()}, dvae_weights=self.dvae_weights)
 
 
 MAX_RECONSTRUCT_SECONDS = 600.0  # longer recordings are refused (split them first)
@@ -170,11 +172,12 @@ class TextToSpeech:
     # -- voices ---------------------------------------------------------------------------------
     def conditioning(self, voice: Voice) -> Conditioning:
         """The voice as the models see it: its zero-shot conditioning (:meth:`base_conditioning`), with
-        the vectors of its fine-tuned adapter for this model in their place when it has one."""
+        the vectors (and decoder updates) of its fine-tuned adapter for this model in their place when it has
+        one."""
         fingerprint = voice.fingerprint()
         cond = self.base_conditioning(voice, fingerprint)
         adapter = self.adapter(voice, fingerprint)
-        return adapter.apply(cond) if adapter is not None else cond
+        return adapter.apply(cond, self.models.dvae) if adapter is not None else cond
 
     def adapter(self, voice: Voice, fingerprint: str | None = None) -> VoiceAdapter | None:
         """The fine-tuned adapter of `voice` (its clips as they are now) for this model, or None."""
@@ -477,7 +480,7 @@ class TextToSpeech:
         `steps` Euler steps of the flow decoder (a "dvae" model has none: the coarse mel as it is);
         call inside :meth:`inference`."""
         dvae, flow = self._flow_decoder()
-        coarse = dvae.decode(codes, cond.dvae_speaker)
+        coarse = dvae.decode(codes, cond.dvae_speaker, weights=cond.dvae_weights)
         if flow is None:
             return coarse
         return flow.generate(coarse, codes, steps=steps, generator=generator, speaker=cond.flow_speaker)

@@ -152,6 +152,10 @@ class VoiceLibrary:
         voices = {**self._voices_in(self.shipped_dir, "shipped"), **self._voices_in(self.user_dir, "user")}
         return [voices[name] for name in sorted(voices)]
 
+    def shipped(self) -> list[Voice]:
+        """The voices that ship with the product, by name (whether or not a user voice shadows them)."""
+        return list(self._voices_in(self.shipped_dir, "shipped").values())
+
     def is_shipped(self, name: str) -> bool:
         return (self.shipped_dir / name).is_dir()
 

@@ -11,6 +11,9 @@ from ..errors import TTSError
 
 MIN_TOTAL_SECONDS = 6.0  # of clips, all together; 10-20 s is what the defaults are made for
 HELDOUT_MIN_CLIPS = 3  # from this many clips on, one is held out to judge the adapter
+# the held-out clip re-decoded may have this many more word errors than zero-shot and the decoder's tuning
+# still be kept (the recogniser misses a word now and then either way)
+HELDOUT_WORD_SLACK = 1
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,11 @@ class FinetuneConfig:
     noise_draws: int = 2  # flow times and noises drawn per clip window and step
     gpt: bool = True  # tune the GPT's voice latent (needs the clips' text)
     decoder: bool = True  # tune the DVAE and flow decoders' speaker vectors
+    rank: int = 4  # of the low-rank updates of the DVAE decoder's convolutions (0: only its speaker vector)
+    decoder_lr: float = 1e-4  # Adam's step for the updates' factors (absolute)
+    # weight of the code read-back: the DVAE encoder must read the tuned decoder's speech back as the codes
+    # it was made from, on the clips and on the shipped voices' speech (keeps words that GPT codes carry)
+    read_back: float = 0.003
     save_every_s: float = 10.0  # the resumable state is written this often (and on Ctrl-C)
     judge_steps: int = 8  # flow decoder steps when the held-out clip is re-decoded for the similarity
     seed: int = 0
@@ -36,6 +44,8 @@ class FinetuneConfig:
             raise TTSError(f"--steps must be at least 1, got {self.steps}")
         if not self.minutes > 0:
             raise TTSError(f"--minutes must be more than 0, got {self.minutes:g}")
+        if self.rank < 0:
+            raise TTSError(f"--rank must be 0 or more, got {self.rank}")
         if not (self.gpt or self.decoder):
             raise TTSError("nothing to fine-tune: both the GPT and the decoder are switched off")
         return self

@@ -8,7 +8,12 @@ every weight frozen and only the conditioning vectors free.
 * GPT (needs the clips' text): the cross-entropy of each clip's codes after its text, which tunes the
   GPT's voice latent ``gpt``.
 
-A small pull towards the zero-shot vectors (``anchor``) keeps them near the space the model knows.
+A small pull towards the zero-shot vectors (``anchor``) keeps them near the space the model knows. With
+low-rank updates of the DVAE decoder (tts.models.lowrank) among the tuned tensors, the decoder itself
+learns the voice; a code read-back (``read_back``) keeps what it says: the frozen DVAE encoder must read
+the tuned decoder's mel back as the codes it was decoded from, on the clips' windows and on windows of
+other speech (``unpaired``: the shipped voices' codes, which have no target in this voice), since the
+GPT's codes are not the clips' codes.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import audio
+from ..models import lowrank
 from ..text.normalize import normalize_text
 from .clips import Clip
 
 IGNORE = -100
+READ_BACK_TAU = 0.1  # temperature of the read-back's logits (cosine to the unit-norm codebook)
+UNPAIRED_WINDOWS = 2  # windows of other speech per step in the read-back
 HELDOUT_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)  # fixed flow times of the held-out decoder loss
 HELDOUT_SEED = 1234
 HELDOUT_MAX_CODES = 256  # about 12 s: the centre of a longer held-out clip
@@ -60,16 +68,29 @@ def prepare(tts, clips: list[Clip], texts: dict[str, str] | None) -> tuple[list[
     return examples, too_long
 
 
+def speech_codes(tts, voices) -> list[torch.Tensor]:
+    """The DVAE codes (L,) of every clip of `voices` (tts.voices.Voice): speech for the read-back."""
+    out = []
+    with torch.no_grad():
+        for voice in voices:
+            for wav in voice.load_clips(tts.sample_rate):
+                mel = audio.normalize_mel(audio.mel_spectrogram(torch.from_numpy(wav).to(tts.device), tts.diffusion_mel))
+                out.append(tts.models.dvae.encode(mel)[0])
+    return out
+
+
 class VoiceObjective:
     """The losses over `params` (Conditioning field -> tuned (1, D) tensor) for a model's frozen parts."""
 
     def __init__(self, models, train: list[Example], crop_codes: int, noise_draws: int, anchor: float,
-                 start: dict[str, torch.Tensor]):
+                 start: dict[str, torch.Tensor], read_back: float = 0.0, unpaired: list[torch.Tensor] = ()):
         self.dvae, self.flow, self.gpt = models.dvae, models.flow, models.gpt
         self.train = train
         self.crop_codes = max(1, min([crop_codes] + [len(e.codes) for e in train]))
         self.noise_draws = noise_draws
         self.anchor = anchor
+        self.read_back_weight = read_back
+        self.unpaired = [c for c in unpaired if len(c) >= self.crop_codes]
         self.start = {k: v.detach().clone() for k, v in start.items()}
         self.scale = {k: v.pow(2).mean().sqrt().clamp_min(1e-3) for k, v in self.start.items()}
         self.gpt_examples = [e for e in train if e.text is not None]
@@ -84,13 +105,44 @@ class VoiceObjective:
             dvae_mse, flow_mse = self.decoder_losses(params, codes, mel, generator)
             total = total + dvae_mse + flow_mse
             parts["dvae"], parts["flow"] = dvae_mse.item(), flow_mse.item()
+            weights = self.decoder_weights(params)
+            if weights and self.read_back_weight and self.dvae.conditioned:
+                windows = torch.cat([codes, self._unpaired_windows(generator)])
+                ce = self.read_back(windows, params["dvae_speaker"], weights)
+                total = total + self.read_back_weight * ce
+                parts["read_back"] = ce.item()
         if "gpt" in params and self.gpt_examples:
             ce = self.gpt_loss(params["gpt"], self.gpt_examples)
             total = total + ce
             parts["gpt"] = ce.item()
         for name, value in params.items():
-            total = total + self.anchor * ((value - self.start[name]) / self.scale[name]).pow(2).mean()
+            if not lowrank.is_factor(name):
+                total = total + self.anchor * ((value - self.start[name]) / self.scale[name]).pow(2).mean()
         return total, parts
+
+    def decoder_weights(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """The DVAE decoder's weights with the low-rank updates among `params` merged in (None: none)."""
+        factors = {k: v for k, v in params.items() if lowrank.is_factor(k)}
+        return lowrank.merge(self.dvae, factors) if factors else None
+
+    def read_back(self, codes: torch.Tensor, speaker: torch.Tensor, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy of the frozen DVAE encoder reading the tuned decoder's mel of `codes` (B, w) back."""
+        mel = self.dvae.decode_mel(codes, speaker.expand(codes.shape[0], -1), weights=weights)
+        z = F.normalize(self.dvae.encoder(mel), dim=1)  # (B, d, w)
+        logits = torch.einsum("bdw,kd->bkw", z, self.dvae.quantizer.codebook) / READ_BACK_TAU
+        return F.cross_entropy(logits.float(), codes)
+
+    def _unpaired_windows(self, generator: torch.Generator) -> torch.Tensor:
+        """UNPAIRED_WINDOWS random windows (n, w) of the other speech's codes (none when there is none)."""
+        w = self.crop_codes
+        if not self.unpaired:
+            return torch.zeros(0, w, dtype=torch.long, device=self.dvae.quantizer.codebook.device)
+        windows = []
+        for _ in range(UNPAIRED_WINDOWS):
+            codes = self.unpaired[int(torch.randint(0, len(self.unpaired), (1,), generator=generator))]
+            start = int(torch.randint(0, len(codes) - w + 1, (1,), generator=generator))
+            windows.append(codes[start:start + w])
+        return torch.stack(windows)
 
     def _windows(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """One random window of `crop_codes` codes from each training clip: codes (B, w), mel (B, C, f w)."""
@@ -110,7 +162,7 @@ class VoiceObjective:
         speaker = params.get("dvae_speaker")
         zero = torch.zeros((), device=mel.device)
         if self.dvae.conditioned:
-            coarse = self.dvae.decode_mel(codes, speaker.expand(b, -1))
+            coarse = self.dvae.decode_mel(codes, speaker.expand(b, -1), weights=self.decoder_weights(params))
             dvae_mse = F.mse_loss(coarse, mel)
         else:
             with torch.no_grad():

@@ -6,10 +6,12 @@ of its text); hold out the last clip when there are three or more; tune the vect
 `save_every_s` seconds and on Ctrl-C (the same call goes on from there); measure the held-out clip
 again; keep the adapter only if it helps.
 
-"Helps": the held-out clip re-decoded from its codes with the tuned decoder vectors sounds more like
-that clip to the speaker judge (Resemblyzer, tts.evaluate) than with the zero-shot ones; without a
-judge, the decoder's loss on the held-out clip falls. The GPT's voice latent is judged by its
-cross-entropy on the held-out clip's codes and left out of the adapter when that rises.
+"Helps": the held-out clip re-decoded from its codes with the tuned decoder (speaker vectors and
+low-rank updates) sounds more like that clip to the speaker judge (Resemblyzer, tts.evaluate) than with
+the zero-shot ones and, where a speech recogniser and the clip's words are at hand, loses no more than
+HELDOUT_WORD_SLACK words; without a judge, the decoder's loss on the held-out clip falls. When the
+updates fail that, the tuned vectors alone are judged the same way. The GPT's voice latent is judged by
+its cross-entropy on the held-out clip's codes and left out of the adapter when that rises.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from pathlib import Path
 import torch
 
 from .. import audio
-from ..adapters import AdapterInfo, AdapterStore, VoiceAdapter
+from ..adapters import DECODER_UPDATE, AdapterInfo, AdapterStore, VoiceAdapter, adapter_parts, tuned_conditioning
 from ..errors import TTSError
 from ..fileio import exclusive_lock
-from ..voices import Voice
+from ..models import lowrank
+from ..voices import Voice, VoiceLibrary
 from .clips import RECOGNISER_SAMPLE_RATE, voice_clips
-from .config import HELDOUT_MIN_CLIPS, FinetuneConfig
-from .objective import Example, VoiceObjective, prepare
+from .config import HELDOUT_MIN_CLIPS, HELDOUT_WORD_SLACK, FinetuneConfig
+from .objective import Example, VoiceObjective, prepare, speech_codes
 from .state import RunState, load_state, optimizer_moments, restore_moments, save_state
 
 log = logging.getLogger(__name__)
@@ -51,12 +54,12 @@ class FinetuneResult:
     kept: bool  # an adapter was written
     reason: str  # why it was kept or not, in words
     path: Path | None = None  # the adapter
-    parts: list[str] = field(default_factory=list)  # the vectors the adapter replaces
+    parts: list[str] = field(default_factory=list)  # the vectors (and DECODER_UPDATE) the adapter replaces
     steps: int = 0
     train_seconds: float = 0.0  # over every part of a resumed run
     resumed_from: int = 0  # the step this call started at
     heldout: str | None = None  # the held-out clip's name
-    before: dict = field(default_factory=dict)  # held-out figures: "similarity", "decoder", "gpt"
+    before: dict = field(default_factory=dict)  # held-out figures: "similarity", "wer", "decoder", "gpt"
     after: dict = field(default_factory=dict)
     too_long_for_gpt: list[str] = field(default_factory=list)
 
@@ -77,14 +80,16 @@ def check_supported(tts) -> None:
 
 
 def finetune(tts, voice: Voice, config: FinetuneConfig = FinetuneConfig(), *, texts: dict[str, str] | None = None,
-             transcribed: bool = False, store: AdapterStore | None = None, judge=None,
+             transcribed: bool = False, store: AdapterStore | None = None, judge=None, recogniser=None,
              progress: Progress | None = None, say: Callable[[str], None] | None = None) -> FinetuneResult:
     """Tune `voice` for the model of `tts` (a float32 tts.pipeline.TextToSpeech) and store the adapter in
     `store` (default: the one `tts` reads) if it helps.
 
     `texts`: clip file name -> its words, for the GPT (None: the GPT is not tuned); `transcribed` says
     they came from the speech recogniser (kept in the adapter's record). `judge`: a speaker encoder
-    (tts.evaluate.SpeakerEncoder) for the held-out similarity, or None. `say` gets notes for the user.
+    (tts.evaluate.SpeakerEncoder) for the held-out similarity, or None; `recogniser` (a
+    tts.evaluate.Transcriber, or None) hears the re-decoded held-out clip against its words in `texts`.
+    `say` gets notes for the user.
     """
     config = config.validate()
     say = say or (lambda line: None)
@@ -103,10 +108,17 @@ def finetune(tts, voice: Voice, config: FinetuneConfig = FinetuneConfig(), *, te
     if not parts:
         raise TTSError("nothing to fine-tune in this model for this voice: its decoder has no speaker vectors "
                        "and the GPT has no clip texts (pass --transcripts FILE)")
-    start = {name: getattr(base, name).detach().float().clone() for name in parts}
+    start = {name: getattr(base, name).detach().float().clone() for name in parts if name != DECODER_UPDATE}
+    unpaired = []
+    if DECODER_UPDATE in parts:
+        generator = torch.Generator().manual_seed(config.seed)
+        start.update(lowrank.init_factors(tts.models.dvae, config.rank, generator))
+        others = [v for v in VoiceLibrary().shipped() if v.folder.resolve() != voice.folder.resolve()]
+        unpaired = speech_codes(tts, others) if config.read_back else []
     samples_per_code = tts.diffusion_mel.hop_length * tts.models.dvae.config.downsample_factor
     crop_codes = max(1, round(config.crop_seconds * tts.sample_rate / samples_per_code))
-    objective = VoiceObjective(tts.models, train, crop_codes, config.noise_draws, config.anchor, start)
+    objective = VoiceObjective(tts.models, train, crop_codes, config.noise_draws, config.anchor, start,
+                               config.read_back, unpaired)
     key = run_key(config, model_id, fingerprint, texts, heldout, parts)
     state_path = store.state_path(model_id, voice, fingerprint)
     try:
@@ -117,14 +129,16 @@ def finetune(tts, voice: Voice, config: FinetuneConfig = FinetuneConfig(), *, te
     with exclusive_lock(store.lock_path(model_id, voice), f"voice {voice.name!r} is being fine-tuned by another "
                                                          "process for this model"), frozen(tts.models):
         state = load_state(state_path, key, tts.device)
-        if state is not None and set(state.params) == set(parts):
+        if state is not None and set(state.params) == set(start):
             say(f"going on from step {state.step} of the unfinished fine-tuning")
         else:
             state = RunState(key, 0, 0.0, {k: v.clone() for k, v in start.items()}, {})
-        params = {name: torch.nn.Parameter(state.params[name].to(tts.device).clone()) for name in parts}
+        params = {name: torch.nn.Parameter(state.params[name].to(tts.device).clone()) for name in start}
         judging = None
         if heldout is not None:
-            judging = Judging(tts, base, judge, heldout, clips[-1].wav, objective, config.judge_steps)
+            words = (texts or {}).get(heldout.name) if recogniser is not None else None
+            judging = Judging(tts, base, judge, heldout, clips[-1].wav, objective, config.judge_steps,
+                              recogniser, words)
         if judging is not None and not state.before:
             state.before = judging.measure(start)
         result = FinetuneResult(voice.name, model_id, False, "", parts=list(parts), resumed_from=state.step,
@@ -135,23 +149,28 @@ def finetune(tts, voice: Voice, config: FinetuneConfig = FinetuneConfig(), *, te
         tuned = {name: p.detach() for name, p in params.items()}
         if judging is not None:
             result.after = judging.measure(tuned)
-        kept, result.reason = decide(tuned, result.before, result.after, heldout)
+        vectors_only = None
+        if judging is not None and DECODER_UPDATE in parts and not decoder_helps(result.before, result.after):
+            vectors_only = judging.measure({k: v for k, v in tuned.items() if not lowrank.is_factor(k)})
+        kept, result.reason = decide(tuned, result.before, result.after, heldout, vectors_only)
         if kept:
             info = AdapterInfo(voice.name, model_id, fingerprint, state.step, round(state.elapsed, 1), transcribed,
                                result.heldout, result.before.get("similarity"), result.after.get("similarity"),
                                datetime.now(UTC).isoformat(timespec="seconds"))
             result.path = store.save(VoiceAdapter(info, tuned))
-            result.kept, result.parts = True, [p for p in parts if p in tuned]
+            result.kept, result.parts = True, adapter_parts(tuned)
         state_path.unlink(missing_ok=True)
     return result
 
 
 def tuned_parts(tts, base, train: list[Example], config: FinetuneConfig) -> list[str]:
-    """The Conditioning fields this model and these clips can tune."""
+    """The Conditioning fields this model and these clips can tune, and DECODER_UPDATE."""
     parts = []
     if config.decoder:
         if tts.models.dvae.conditioned and base.dvae_speaker is not None:
             parts.append("dvae_speaker")
+            if config.rank:
+                parts.append(DECODER_UPDATE)
         if tts.models.flow is not None and base.flow_speaker is not None:
             parts.append("flow_speaker")
     if config.gpt and tts.models.gpt is not None and any(e.text is not None for e in train):
@@ -186,9 +205,13 @@ def train_loop(params: dict[str, torch.nn.Parameter], state: RunState, objective
     """Adam on `params` from `state.step` until `config.steps` or `config.minutes` of training (counted in
     `state.elapsed`); `state` follows, and is saved every `save_every_s` seconds, on Ctrl-C and at the end."""
     names = list(params)
-    rates = {n: config.gpt_lr if n == "gpt" else config.lr for n in names}
-    optimizer = torch.optim.Adam([{"params": [params[n]], "lr": rates[n] * float(objective.scale[n])}
-                                  for n in names])
+
+    def rate(name: str) -> float:
+        if lowrank.is_factor(name):
+            return config.decoder_lr
+        return (config.gpt_lr if name == "gpt" else config.lr) * float(objective.scale[name])
+
+    optimizer = torch.optim.Adam([{"params": [params[n]], "lr": rate(n)} for n in names])
     if state.moments:
         restore_moments(optimizer, names, state.moments)
     budget = config.minutes * 60.0
@@ -233,45 +256,90 @@ def _minutes(seconds: float) -> str:
 
 
 class Judging:
-    """The held-out clip's figures for a set of vectors: its decoder and GPT losses and, with a judge,
-    the speaker similarity of the clip re-decoded from its codes to the clip itself."""
+    """The held-out clip's figures for a set of tuned tensors: its decoder and GPT losses, with a judge the
+    speaker similarity of the clip re-decoded from its codes to the clip itself ("similarity"), and with a
+    recogniser and the clip's `words` the WER % of the re-decoded clip against them ("wer")."""
 
-    def __init__(self, tts, base, judge, heldout: Example, clip_wav, objective: VoiceObjective, steps: int):
+    def __init__(self, tts, base, judge, heldout: Example, clip_wav, objective: VoiceObjective, steps: int,
+                 recogniser=None, words: str | None = None):
         self.tts, self.base, self.judge, self.heldout = tts, base, judge, heldout
         self.objective, self.steps = objective, steps
+        from ..evaluate import scoring_text
+
+        words = scoring_text(words) if words else ""
+        self.recogniser, self.words = (recogniser, words) if words else (None, None)
         self.target = None
         if judge is not None:
             self.target = judge.embed(audio.resample(clip_wav, tts.sample_rate, RECOGNISER_SAMPLE_RATE))
 
-    def measure(self, vectors: dict[str, torch.Tensor]) -> dict:
-        out = self.objective.heldout_losses(vectors, self.heldout)
+    def measure(self, tuned: dict[str, torch.Tensor]) -> dict:
+        out = self.objective.heldout_losses(tuned, self.heldout)
         out = {k: round(v, 6) for k, v in out.items()}
-        if self.target is not None and ("flow_speaker" in vectors or "dvae_speaker" in vectors):
-            similarity = self.similarity(vectors)
+        if "flow_speaker" not in tuned and "dvae_speaker" not in tuned:
+            return out
+        if self.target is None and self.recogniser is None:
+            return out
+        wav = self.redecoded(tuned)
+        if self.target is not None:
+            similarity = self.similarity(wav)
             if similarity is not None:
                 out["similarity"] = round(similarity, 4)
+        if self.recogniser is not None:
+            from ..evaluate import error_rates, scoring_text
+
+            heard = self.recogniser.transcribe(audio.resample(wav, self.tts.sample_rate, RECOGNISER_SAMPLE_RATE))
+            rates = error_rates([self.words], [scoring_text(heard)])
+            out["wer"], out["word_errors"] = round(100 * rates.wer, 1), rates.word_errors
         return out
 
-    def similarity(self, vectors: dict[str, torch.Tensor]) -> float | None:
-        """None when the judge hears no speech in the re-decoded clip."""
-        from ..evaluate import cosine
-
+    def redecoded(self, tuned: dict[str, torch.Tensor]):
+        """The held-out clip decoded from its codes with the tuned tensors (mono float32 at tts.sample_rate)."""
         tts = self.tts
-        cond = dataclasses.replace(self.base, **{k: v.detach() for k, v in vectors.items()})
+        cond = tuned_conditioning(self.base, {k: v.detach() for k, v in tuned.items()}, tts.models.dvae)
         generator = torch.Generator(tts.device).manual_seed(JUDGE_SEED)
         with tts.inference():
             mel = tts.decode_codes(self.heldout.codes[None], cond, self.steps, generator)
-            wav = tts.vocode(audio.denormalize_mel(mel), generator)
+            return tts.vocode(audio.denormalize_mel(mel), generator)
+
+    def similarity(self, wav) -> float | None:
+        """None when the judge hears no speech in the re-decoded clip."""
+        from ..evaluate import cosine
+
         try:
-            embedding = self.judge.embed(audio.resample(wav, tts.sample_rate, RECOGNISER_SAMPLE_RATE))
+            embedding = self.judge.embed(audio.resample(wav, self.tts.sample_rate, RECOGNISER_SAMPLE_RATE))
         except ValueError as exc:
             log.warning("the speaker judge cannot judge the re-decoded held-out clip: %s", exc)
             return None
         return cosine(embedding, self.target)
 
 
-def decide(tuned: dict[str, torch.Tensor], before: dict, after: dict, heldout: Example | None) -> tuple[bool, str]:
-    """Whether to keep the adapter (dropping the GPT's latent from `tuned` if it did not help), and why."""
+def decoder_helps(before: dict, after: dict) -> bool:
+    """Whether the tuned decoder did better on the held-out clip: more similar (or, with no similarity, a
+    lower decoder loss) and, where both were heard, with no more than HELDOUT_WORD_SLACK more word errors."""
+    if "similarity" in after and "similarity" in before:
+        helps = after["similarity"] > before["similarity"]
+    else:
+        helps = after["decoder"] < before["decoder"]
+    if "word_errors" in after and "word_errors" in before:
+        helps = helps and after["word_errors"] <= before["word_errors"] + HELDOUT_WORD_SLACK
+    return helps
+
+
+def _decoder_note(before: dict, after: dict) -> str:
+    if "similarity" in after and "similarity" in before:
+        note = f"held-out similarity {before['similarity']:.3f} -> {after['similarity']:.3f}"
+    else:
+        note = (f"held-out decoder loss {before['decoder']:.4f} -> {after['decoder']:.4f} "
+                "(no similarity: no speaker judge, or it heard no speech)")
+    if "wer" in after and "wer" in before:
+        note += f", WER {before['wer']:.1f} -> {after['wer']:.1f}%"
+    return note
+
+
+def decide(tuned: dict[str, torch.Tensor], before: dict, after: dict, heldout: Example | None,
+           vectors_only: dict | None = None) -> tuple[bool, str]:
+    """Whether to keep the adapter (dropping from `tuned` the parts that did not help), and why.
+    `vectors_only`: the held-out figures without the decoder updates, when the whole decoder did not help."""
     if heldout is None:
         return True, f"no clip held out to judge it (that needs {HELDOUT_MIN_CLIPS} or more clips)"
     notes = []
@@ -283,17 +351,20 @@ def decide(tuned: dict[str, torch.Tensor], before: dict, after: dict, heldout: E
         notes.append(f"held-out GPT cross-entropy {before['gpt']:.3f} -> {after['gpt']:.3f}")
     decoder = [p for p in tuned if p != "gpt"]
     if decoder:
-        if "similarity" in after and "similarity" in before:
-            helps = after["similarity"] > before["similarity"]
-            notes.insert(0, f"held-out similarity {before['similarity']:.3f} -> {after['similarity']:.3f}")
-        else:
-            helps = after["decoder"] < before["decoder"]
-            notes.insert(0, f"held-out decoder loss {before['decoder']:.4f} -> {after['decoder']:.4f} "
-                            "(no similarity: no speaker judge, or it heard no speech)")
+        notes.insert(0, _decoder_note(before, after))
+        helps = decoder_helps(before, after)
+        factors = [p for p in decoder if lowrank.is_factor(p)]
+        if not helps and factors and vectors_only is not None:
+            for name in factors:
+                del tuned[name]
+            decoder = [p for p in decoder if p not in factors]
+            helps = decoder_helps(before, vectors_only)
+            notes.insert(1, f"the decoder's updates did not help and are left out; without them: "
+                            f"{_decoder_note(before, vectors_only)}")
         if not helps:
             for name in decoder:
                 del tuned[name]
-            notes.insert(1, "the decoder's speaker vectors did not help and are left out")
+            notes.insert(1, "the decoder's tuning did not help and is left out")
     if not tuned:
         notes.append("nothing helped: no adapter is kept, the voice stays zero-shot")
     return bool(tuned), "; ".join(notes)

@@ -319,12 +319,31 @@ class DVAE(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, speaker: torch.Tensor | None = None,
-               pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+               pitch: tuple[torch.Tensor, torch.Tensor] | None = None,
+               weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Codes (B, L) -> normalised mel (B, C, L * f); `speaker` (B, speaker_dim) from
-        :meth:`speaker` when the decoder is conditioned; `pitch` as in :meth:`_decode`."""
-        return self.decode_mel(codes, speaker, pitch)
+        :meth:`speaker` when the decoder is conditioned; `pitch` as in :meth:`_decode`; `weights`
+        (name -> tensor) replace the model's own for this call (a fine-tuned voice's decoder,
+        tts.models.lowrank.merge), the module itself unchanged."""
+        return self.decode_mel(codes, speaker, pitch, weights)
 
     def decode_mel(self, codes: torch.Tensor, speaker: torch.Tensor | None = None,
-                   pitch: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """:meth:`decode` with autograd (gradients reach `speaker`: fine-tuning a voice's vector)."""
-        return self._decode(self.quantizer.codebook[codes].transpose(1, 2), speaker, pitch)
+                   pitch: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """:meth:`decode` with autograd (gradients reach `speaker` and `weights`: fine-tuning a voice)."""
+        quantised = self.quantizer.codebook[codes].transpose(1, 2)
+        if not weights:
+            return self._decode(quantised, speaker, pitch)
+        return torch.func.functional_call(_Decoding(self), {f"dvae.{k}": v for k, v in weights.items()},
+                                          (quantised, speaker, pitch))
+
+
+class _Decoding(nn.Module):
+    """The DVAE's decoder as a module's forward, for torch.func.functional_call (which calls forward)."""
+
+    def __init__(self, dvae: DVAE):
+        super().__init__()
+        self.dvae = dvae
+
+    def forward(self, quantised, speaker, pitch):
+        return self.dvae._decode(quantised, speaker, pitch)
