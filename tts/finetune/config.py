@@ -23,7 +23,7 @@ class FinetuneConfig:
 
     steps: int = 300
     minutes: float = 8.0  # of training; with loading, transcribing and judging a run stays under 10 minutes
-    lr: float = 0.01  # the decoders' speaker vectors
+    lr: float = 0.06  # the decoders' speaker vectors
     gpt_lr: float = 0.003  # the GPT's voice latent (0.01 already overfitted two clips on a part-trained GPT)
     anchor: float = 1e-3  # pull towards the zero-shot vectors (squared distance relative to their RMS)
     crop_seconds: float = 2.5  # decoder windows (as the flow decoder was trained)
@@ -34,7 +34,7 @@ class FinetuneConfig:
     decoder_lr: float = 1e-4  # Adam's step for the updates' factors (absolute)
     # weight of the code read-back: the DVAE encoder must read the tuned decoder's speech back as the codes
     # it was made from, on the clips and on the shipped voices' speech (keeps words that GPT codes carry)
-    read_back: float = 0.003
+    read_back: float = 0.005
     save_every_s: float = 10.0  # the resumable state is written this often (and on Ctrl-C)
     judge_steps: int = 8  # flow decoder steps when the held-out clip is re-decoded for the similarity
     seed: int = 0
