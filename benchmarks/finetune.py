@@ -4,7 +4,7 @@ it is installed), and the time fine-tuning takes.
 
     python benchmarks/finetune.py --model-dir DIR VOICE_FOLDER [VOICE_FOLDER ...]
         [--transcripts-dir DIR] [--sentences FILE] [--limit 10] [--steps 300] [--minutes 8] [--rank 4]
-        [--preset fast] [--threads 2] [--json report.json]
+        [--preset fast] [--threads 2] [--no-heldout-wer] [--json report.json]
 
 A voice folder holds the clips of one speaker (the name is the folder's); `--transcripts-dir` may hold
 NAME.txt with their words (the `--transcripts` format), else the speech recogniser writes them, as the
@@ -65,7 +65,7 @@ def figures(report: dict, voice: str, wer: bool) -> dict:
 
 
 def measure_voice(tts, voice, texts, options, judging, with_wer: bool, transcripts: Path | None,
-                  config, recogniser, say) -> dict:
+                  config, recogniser, say, heldout_wer: bool = True) -> dict:
     from tts.evaluate import evaluate
     from tts.finetune.clips import read_transcripts, transcribe, voice_clips
     from tts.finetune.run import finetune
@@ -86,7 +86,7 @@ def measure_voice(tts, voice, texts, options, judging, with_wer: bool, transcrip
         elif recogniser is not None:
             texts_of_clips, source = transcribe(voice, recogniser), "recogniser"
     result = finetune(tts, voice, config, texts=texts_of_clips, transcribed=source == "recogniser",
-                      store=store, judge=judging.speaker, recogniser=recogniser, say=say)
+                      store=store, judge=judging.speaker, recogniser=recogniser if heldout_wer else None, say=say)
     finetune_seconds = time.perf_counter() - start
     say(f"{voice.name}: {result.reason}")
     tuned = evaluate(tts, [voice], texts, options, judging) if result.kept else zero
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None)
     parser.add_argument("--rank", type=int, default=None, help="of the decoder updates (0: vectors only)")
+    parser.add_argument("--no-heldout-wer", action="store_true",
+                        help="keep or drop the tuning on the held-out similarity alone, not its WER")
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             for folder in args.voices:
                 transcripts = args.transcripts_dir / f"{folder.name}.txt" if args.transcripts_dir else None
                 rows.append(measure_voice(tts, library.get(folder.name), texts, options, judging, with_wer,
-                                          transcripts, config, recogniser, say))
+                                          transcripts, config, recogniser, say, not args.no_heldout_wer))
     except TTSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -193,10 +193,10 @@ class ScriptedRecogniser:
 
 
 def test_decoder_updates_that_lose_words_are_dropped_and_the_vectors_judged_alone(tts, library):
-    recogniser = ScriptedRecogniser("and a third one here", "and a bird one fear", "and a third one here")
+    recogniser = ScriptedRecogniser("and a third one here", "and a bird won fear", "and a third one here")
     result = finetune(tts, library.get("v"), FinetuneConfig(steps=2, judge_steps=1, gpt=False),
                       judge=FakeJudge(0.5, 0.9, 0.7), recogniser=recogniser, texts=TEXTS)
-    assert result.before["wer"] == 0.0 and result.after["wer"] == 40.0
+    assert result.before["wer"] == 0.0 and result.after["wer"] == 60.0
     assert result.kept and result.parts == ["dvae_speaker", "flow_speaker"]
     assert "updates did not help" in result.reason and "0.500 -> 0.700" in result.reason
     assert tts.conditioning(library.get("v")).dvae_weights is None
@@ -205,11 +205,11 @@ def test_decoder_updates_that_lose_words_are_dropped_and_the_vectors_judged_alon
 
 def test_decoder_updates_within_the_word_slack_are_kept(tts, library):
     recogniser = ScriptedRecogniser("and a third one here and a third one here and more words",
-                                    "and a third one here and a bird one here and more words")
+                                    "and a third one here and a bird won here and more words")
     result = finetune(tts, library.get("v"), FinetuneConfig(steps=2, judge_steps=1, gpt=False),
                       judge=FakeJudge(0.5, 0.9), recogniser=recogniser, texts={**TEXTS, "clip2.wav": (
                           "and a third one here and a third one here and more words")})
-    assert result.before["word_errors"] == 0 and result.after["word_errors"] == 1  # within HELDOUT_WORD_SLACK
+    assert result.before["word_errors"] == 0 and result.after["word_errors"] == 2  # within HELDOUT_WORD_SLACK
     assert result.kept and DECODER_UPDATE in result.parts
 
 

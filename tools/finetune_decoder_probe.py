@@ -12,7 +12,9 @@ LR is the learning rate of the weights (the vector's stays 3e-3). With SENTENCES
 first N public sentences are also spoken zero-shot and with the tuned decoder (the vector stored as
 the voice's adapter, the weights changed in memory) and judged as `tts eval` judges them (``tuned-only``:
 not zero-shot). With SENTENCES the held-out clip re-decoded is also heard by the recogniser: its WER against
-what the recogniser hears in the clip itself ("heldout_wer").
+what the recogniser hears in the clip itself ("heldout_wer"). The environment variable PROBE_CYCLE=W adds the
+code read-back with weight W (the DVAE encoder reading the tuned decoder's mel back as its codes, on the
+training windows and on windows of the shipped voices' speech), as `tts voices finetune` now trains.
 """
 import re
 import sys
