@@ -196,9 +196,11 @@ def test_decoder_updates_that_lose_words_are_dropped_and_the_vectors_judged_alon
     recogniser = ScriptedRecogniser("and a third one here", "and a bird won fear", "and a third one here")
     result = finetune(tts, library.get("v"), FinetuneConfig(steps=2, judge_steps=1, gpt=False),
                       judge=FakeJudge(0.5, 0.9, 0.7), recogniser=recogniser, texts=TEXTS)
-    assert result.before["wer"] == 0.0 and result.after["wer"] == 60.0
+    assert result.before["wer"] == 0.0 and "WER 0.0 -> 60.0%" in result.reason
     assert result.kept and result.parts == ["dvae_speaker", "flow_speaker"]
     assert "updates did not help" in result.reason and "0.500 -> 0.700" in result.reason
+    assert result.after["similarity"] == pytest.approx(0.7) and result.after["wer"] == 0.0  # what is kept
+    assert tts.adapter(library.get("v")).info.similarity_after == pytest.approx(0.7)
     assert tts.conditioning(library.get("v")).dvae_weights is None
     assert not recogniser.lines
 

@@ -153,6 +153,8 @@ def finetune(tts, voice: Voice, config: FinetuneConfig = FinetuneConfig(), *, te
         if judging is not None and DECODER_UPDATE in parts and not decoder_helps(result.before, result.after):
             vectors_only = judging.measure({k: v for k, v in tuned.items() if not lowrank.is_factor(k)})
         kept, result.reason = decide(tuned, result.before, result.after, heldout, vectors_only)
+        if vectors_only is not None and DECODER_UPDATE not in adapter_parts(tuned):
+            result.after = vectors_only  # the figures of what is kept
         if kept:
             info = AdapterInfo(voice.name, model_id, fingerprint, state.step, round(state.elapsed, 1), transcribed,
                                result.heldout, result.before.get("similarity"), result.after.get("similarity"),
