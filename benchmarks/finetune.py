@@ -4,7 +4,7 @@ it is installed), and the time fine-tuning takes.
 
     python benchmarks/finetune.py --model-dir DIR VOICE_FOLDER [VOICE_FOLDER ...]
         [--transcripts-dir DIR] [--sentences FILE] [--limit 10] [--steps 300] [--minutes 8] [--rank 4]
-        [--preset fast] [--threads 2] [--no-heldout-wer] [--json report.json]
+        [--preset fast] [--threads 2] [--gpt] [--no-heldout-wer] [--json report.json]
 
 A voice folder holds the clips of one speaker (the name is the folder's); `--transcripts-dir` may hold
 NAME.txt with their words (the `--transcripts` format), else the speech recogniser writes them, as the
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None)
     parser.add_argument("--rank", type=int, default=None, help="of the decoder updates (0: vectors only)")
+    parser.add_argument("--gpt", action="store_true", help="also tune the GPT's voice latent (as `finetune --gpt`)")
     parser.add_argument("--no-heldout-wer", action="store_true",
                         help="keep or drop the tuning on the held-out similarity alone, not its WER")
     parser.add_argument("--preset", default="fast")
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         texts = read_sentences(args.sentences or DEFAULT_SENTENCES)[:args.limit]
         config = FinetuneConfig(**{k: v for k, v in (("steps", args.steps), ("minutes", args.minutes),
-                                                       ("rank", args.rank))
+                                                       ("rank", args.rank), ("gpt", True if args.gpt else None))
                                    if v is not None}).validate()
         judging, with_wer = judges()
         recogniser = judging.transcriber if with_wer else None

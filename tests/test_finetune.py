@@ -22,7 +22,7 @@ from tts.voices import VoiceLibrary
 
 TEXTS = {"clip0.wav": "Hello there, this is a test.", "clip1.wav": "A second clip of speech.",
          "clip2.wav": "And a third one here."}
-FAST = FinetuneConfig(steps=4, judge_steps=1)
+FAST = FinetuneConfig(steps=4, judge_steps=1, gpt=True)
 
 
 class FakeJudge:
@@ -273,7 +273,7 @@ def test_cli_finetune_list_and_remove(flow_dir, user_voices, tmp_path):
     transcripts = tmp_path / "words.txt"
     transcripts.write_text("# clip, words\nclip0\tHello there.\nclip1.wav|A second clip.\nclip2\tAnd a third.\n")
     result = run("voices", "finetune", "v", "--model-dir", flow_dir, "--steps", 3, "--transcripts", transcripts,
-                 judge=FakeJudge(0.2, 0.8))
+                 "--gpt", judge=FakeJudge(0.2, 0.8))
     assert result.exit_code == 0, result.output
     assert "held-out similarity 0.200 -> 0.800" in result.output
     assert "fine-tuned voice v (gpt, dvae_speaker, flow_speaker, dvae_lowrank;" in result.output
@@ -291,6 +291,7 @@ def test_cli_shows_what_the_recogniser_heard(flow_dir, user_voices):
                  recogniser=FakeRecogniser(), judge=FakeJudge(0.2, 0.8))
     assert result.exit_code == 0, result.output
     assert "clip0.wav\twords heard in the clip" in result.output
+    assert "fine-tuned voice v (dvae_speaker, flow_speaker, dvae_lowrank;" in result.output  # no GPT by default
     voice = VoiceLibrary().get("v")
     assert TextToSpeech(flow_dir).adapter(voice).info.transcribed
 
@@ -302,6 +303,7 @@ def test_cli_shows_what_the_recogniser_heard(flow_dir, user_voices):
     ("missing-line", ["does not match the clips of voice 'v'", "no text for clip2.wav"]),
     ("unknown-clip", ["lines for clips it does not have: clip9"]),
     ("tortoise", ["cannot be fine-tuned"]),
+    ("gpt-without-gpt", ["has no GPT", "--gpt"]),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(case, fragments, flow_dir, tiny_tortoise_dir, user_voices,
                                                       tmp_path):
@@ -322,7 +324,10 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(case, fragments, flow_dir,
         transcripts.write_text("clip0\tOne.\nclip1\tTwo.\nclip2\tThree.\nclip9\tNine.\n")
     elif case == "tortoise":
         model = tiny_tortoise_dir
-    result = run("voices", "finetune", name, "--model-dir", model, "--transcripts", transcripts,
+    extra = []
+    if case == "gpt-without-gpt":
+        model, extra = make_tiny_flow_model_dir(tmp_path / "decoder-only", gpt=False), ["--gpt"]
+    result = run("voices", "finetune", name, "--model-dir", model, "--transcripts", transcripts, *extra,
                  judge=FakeJudge(0, 1), recogniser=FakeRecogniser())
     one_line_error(result, *fragments)
     assert not adapters_root().exists()
