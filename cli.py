@@ -288,7 +288,7 @@ def voices_finetune(obj, name, minutes, steps, rank, transcripts, gpt, remove, m
     clips = voice_clips(voice, audio.MEL_SPECS[card.diffusion_mel].sample_rate)  # bad clips fail before the model loads
     if gpt and "gpt" not in card.components:
         raise TTSError(f"the model in {path} has no GPT to tune (leave out --gpt)")
-    # the words: for the GPT with --gpt, and to check that the tuned decoder still says the held-out clip's
+    # the clips' words: for the GPT (--gpt), and to hear whether the tuned decoder still says the held-out clip
     texts = read_transcripts(transcripts, voice) if transcripts else None
     tts = TextToSpeech(path, device=device)
     transcribed = False

@@ -16,6 +16,7 @@ what the recogniser hears in the clip itself ("heldout_wer"). The environment va
 code read-back with weight W (the DVAE encoder reading the tuned decoder's mel back as its codes, on the
 training windows and on windows of the shipped voices' speech), as `tts voices finetune` now trains.
 """
+import os
 import re
 import sys
 import tempfile
@@ -25,13 +26,12 @@ from pathlib import Path
 import torch
 import torch.nn.utils.parametrize as parametrize
 
-from tts.adapters import AdapterInfo, AdapterStore, VoiceAdapter
 from tts import audio
+from tts.adapters import AdapterInfo, AdapterStore, VoiceAdapter
 from tts.evaluate import DEFAULT_SENTENCES, error_rates, evaluate, load_judges, read_sentences, scoring_text
-from tts.finetune.clips import RECOGNISER_SAMPLE_RATE
-from tts.finetune.clips import voice_clips
+from tts.finetune.clips import RECOGNISER_SAMPLE_RATE, voice_clips
 from tts.finetune.judges import load_speaker_judge
-from tts.finetune.objective import VoiceObjective, prepare
+from tts.finetune.objective import VoiceObjective, prepare, speech_codes
 from tts.finetune.run import Judging
 from tts.pipeline import TextToSpeech
 from tts.sampling.options import resolve
@@ -95,37 +95,7 @@ def heldout_wer(tts, judging: Judging, vector: torch.Tensor, clip_wav, transcrib
     return round(100 * error_rates([scoring_text(heard)], [scoring_text(said)]).wer, 1)
 
 
-CYCLE_TAU = 0.1  # temperature of the code read-back's logits (cosine to the unit-norm codebook)
-
-
-def unpaired_codes(tts) -> list[torch.Tensor]:
-    """DVAE codes of the shipped voices' clips: speech with no target in the new voice, for the read-back."""
-    from tts.voices import SHIPPED_VOICES_DIR
-
-    out = []
-    for path in sorted(SHIPPED_VOICES_DIR.glob("*/*.flac")):
-        import soundfile
-
-        wav, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
-        wav = audio.resample(wav.mean(1), sr, tts.sample_rate)
-        mel = audio.normalize_mel(audio.mel_spectrogram(torch.from_numpy(wav), tts.diffusion_mel))
-        out.append(tts.models.dvae.encode(mel)[0])
-    return out
-
-
-def read_back(dvae, codes: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the DVAE encoder reading the decoded mel of `codes` (B, w) back as those codes."""
-    import torch.nn.functional as F
-
-    mel = dvae.decode_mel(codes, speaker.expand(codes.shape[0], -1))
-    z = F.normalize(dvae.encoder(mel), dim=1)  # (B, d, w)
-    logits = torch.einsum("bdw,kd->bkw", z, dvae.quantizer.codebook) / CYCLE_TAU
-    return F.cross_entropy(logits, codes)
-
-
 def main(folder: Path, mode: str, steps: int, lr: float, sentences: int = 0, zero_shot: bool = True) -> None:
-    import os
-
     cycle = float(os.environ.get("PROBE_CYCLE", "0"))
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as scratch:
@@ -152,7 +122,7 @@ def main(folder: Path, mode: str, steps: int, lr: float, sentences: int = 0, zer
         groups = [{"params": [vector], "lr": VECTOR_LR}] + ([{"params": weights, "lr": lr}] if weights else [])
         optimiser = torch.optim.Adam(groups)
         generator = torch.Generator().manual_seed(0)
-        others = unpaired_codes(tts) if cycle else []
+        others = speech_codes(tts, VoiceLibrary().shipped()) if cycle else []
         began = time.time()
         for step in range(steps):
             loss, _ = objective.loss({"dvae_speaker": vector}, generator)
@@ -163,8 +133,9 @@ def main(folder: Path, mode: str, steps: int, lr: float, sentences: int = 0, zer
                 for i in picks.tolist():
                     start = int(torch.randint(0, len(others[i]) - CROP_CODES + 1, (1,), generator=generator))
                     theirs.append(others[i][start:start + CROP_CODES])
-                ce_own = read_back(tts.models.dvae, own, vector)
-                ce_theirs = read_back(tts.models.dvae, torch.stack(theirs), vector)
+                # the updates live in the modules (parametrizations): no merged weights to pass
+                ce_own = objective.read_back(own, vector, {})
+                ce_theirs = objective.read_back(torch.stack(theirs), vector, {})
                 if step % 25 == 0:
                     print(f"step {step} loss {loss.item():.4f} read-back own {ce_own.item():.3f} theirs {ce_theirs.item():.3f}", flush=True)
                 loss = loss + cycle * (ce_own + ce_theirs)

@@ -70,13 +70,7 @@ def prepare(tts, clips: list[Clip], texts: dict[str, str] | None) -> tuple[list[
 
 def speech_codes(tts, voices) -> list[torch.Tensor]:
     """The DVAE codes (L,) of every clip of `voices` (tts.voices.Voice): speech for the read-back."""
-    out = []
-    with torch.no_grad():
-        for voice in voices:
-            for wav in voice.load_clips(tts.sample_rate):
-                mel = audio.normalize_mel(audio.mel_spectrogram(torch.from_numpy(wav).to(tts.device), tts.diffusion_mel))
-                out.append(tts.models.dvae.encode(mel)[0])
-    return out
+    return [tts.encode_speech(wav)[0] for voice in voices for wav in voice.load_clips(tts.sample_rate)]
 
 
 class VoiceObjective:
@@ -102,10 +96,10 @@ class VoiceObjective:
         parts = {}
         if "flow_speaker" in params or "dvae_speaker" in params:
             codes, mel = self._windows(generator)
-            dvae_mse, flow_mse = self.decoder_losses(params, codes, mel, generator)
+            weights = self.decoder_weights(params)  # merged once a step, for both losses
+            dvae_mse, flow_mse = self.decoder_losses(params, codes, mel, generator, weights=weights)
             total = total + dvae_mse + flow_mse
             parts["dvae"], parts["flow"] = dvae_mse.item(), flow_mse.item()
-            weights = self.decoder_weights(params)
             if weights and self.read_back_weight and self.dvae.conditioned:
                 windows = torch.cat([codes, self._unpaired_windows(generator)])
                 ce = self.read_back(windows, params["dvae_speaker"], weights)
@@ -155,14 +149,16 @@ class VoiceObjective:
         return torch.stack(codes), torch.stack(mels)
 
     def decoder_losses(self, params, codes: torch.Tensor, mel: torch.Tensor, generator: torch.Generator,
-                       times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       times: torch.Tensor | None = None, weights: dict[str, torch.Tensor] | None = None,
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """(DVAE mel MSE, flow-matching MSE) of windows codes (B, w), mel (B, C, f w); flow times are drawn
-        from `generator` (`noise_draws` per window) unless given as `times` (one per window)."""
+        from `generator` (`noise_draws` per window) unless given as `times` (one per window); `weights`: the
+        DVAE decoder's weights with the voice's updates merged in (:meth:`decoder_weights`), or None."""
         b = codes.shape[0]
         speaker = params.get("dvae_speaker")
         zero = torch.zeros((), device=mel.device)
         if self.dvae.conditioned:
-            coarse = self.dvae.decode_mel(codes, speaker.expand(b, -1), weights=self.decoder_weights(params))
+            coarse = self.dvae.decode_mel(codes, speaker.expand(b, -1), weights=weights)
             dvae_mse = F.mse_loss(coarse, mel)
         else:
             with torch.no_grad():
@@ -207,7 +203,7 @@ class VoiceObjective:
             mel = example.mel[:, start * f:(start + length) * f][None].expand(len(HELDOUT_TIMES), -1, -1)
             generator = torch.Generator(mel.device).manual_seed(HELDOUT_SEED)
             times = torch.tensor(HELDOUT_TIMES, device=mel.device)
-            dvae_mse, flow_mse = self.decoder_losses(params, codes, mel, generator, times)
+            dvae_mse, flow_mse = self.decoder_losses(params, codes, mel, generator, times, self.decoder_weights(params))
             out["decoder"] = float(dvae_mse + flow_mse)
         if "gpt" in params and example.text is not None:
             out["gpt"] = float(self.gpt_loss(params["gpt"], [example]))
