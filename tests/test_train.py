@@ -203,6 +203,26 @@ def test_pitched_decoder_trains_its_predictor_and_renders_a_given_contour(traine
     assert dvae.decode(codes, speaker).shape == (1, 80, frames)  # without a contour: its own guess
 
 
+def test_adversarial_decoder_run_warms_the_critic_then_trains_the_decoder_against_it(trained, corpus, tmp_path):
+    """A mel critic learns alone for `critic_warmup` steps, then the decoder also minimises its GAN loss
+    (adaptively weighted); the codes stay bit for bit and the exported DVAE has no critic in it."""
+    from tts.checkpoints import load_component
+
+    start = trained / "dvae" / "model.safetensors"
+    items = [o.replace(str(trained / "dvae"), str(tmp_path / "dvae")) for o in overrides("dvae", corpus, trained, steps=3)]
+    items += [f'task.init="{start}"', "task.freeze_codes=true", "task.ctc=0", "task.adversarial=0.5",
+              "task.critic_warmup=2", "data.crop_seconds=0", "run.log_every=1", "optim.lr=1e-3"]
+    trainer = train("dvae", CONFIGS / "dvae.toml", items)
+    rows = list(csv.DictReader(open(tmp_path / "dvae" / "log.csv")))
+    assert [r["gan"] != "" for r in rows] == [False, False, True]  # the critic's warm-up, then the decoder
+    assert all(float(r["critic"]) > 0 for r in rows) and float(rows[-1]["gan_weight"]) > 0
+    old, new = load_component(start, "dvae").state_dict(), trainer.module.dvae.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if k.startswith(("encoder.", "quantizer.codebook")))
+    assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
+    exported = load_component(tmp_path / "dvae" / "model.safetensors", "dvae").state_dict()
+    assert exported.keys() == old.keys()
+
+
 def test_pitched_decoder_needs_whole_utterances(corpus, tmp_path):
     with pytest.raises(TTSError, match="crop_seconds"):
         train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path) + ["task.ctc=0", "model.pitch_bins=8"])

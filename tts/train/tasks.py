@@ -33,6 +33,7 @@ from ..text.phonemes import PhonemeTokenizer
 from .alignment import AlignmentConfig, AttentionTap, diagonality, guided_attention_loss
 from .config import TrainConfig
 from .data import MEL, Corpus, Utterance, bucketed_batches, crop_or_pad, pad_stack
+from .discriminator import MelCritic, adaptive_weight, critic_loss, feature_matching, generator_loss
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +106,22 @@ def ctc_targets(tokenizer: PhonemeTokenizer, phonemes: str) -> list[int]:
 #: global gradient-norm clip and so shrink the decoder's steps. Scaled down, they stay out of the way.
 PITCH_LOSS_WEIGHT = 0.01
 
+#: The critic's loss enters the shared total at this scale: Adam's steps for the critic do not depend on
+#: it, and the critic's gradients stay out of the global gradient-norm clip (as PITCH_LOSS_WEIGHT).
+CRITIC_LOSS_SCALE = 0.01
+
 
 class DVAETraining(nn.Module):
     """Reconstruction MSE (plus `l1` times the L1 error, which smooths less) and the commitment term;
-    with `ctc` > 0 also `ctc` times the CTC loss of a :class:`~tts.models.reader.CodeReader` on the quantised codes."""
+    with `ctc` > 0 also `ctc` times the CTC loss of a :class:`~tts.models.reader.CodeReader` on the quantised codes.
+    With `adversarial` > 0 a mel critic (tts.train.discriminator) learns to tell decoded mels from real
+    ones, and once `adversarial_on` the decoder also minimises its least-squares GAN loss plus
+    `feature_matching` times the feature-matching loss, weighted adaptively against the reconstruction
+    and times `adversarial`. The critic is not exported."""
 
     def __init__(self, config: DVAEConfig, l1: float = 0.0, ctc: float = 0.0, phoneme_classes: int = 0,
-                 freeze_codes: bool = False):
+                 freeze_codes: bool = False, adversarial: float = 0.0, feature_matching: float = 1.0,
+                 critic_channels: int = 32):
         super().__init__()
         self.dvae = DVAE(config)
         self.freeze_codes = freeze_codes  # True: encoder and codebook fixed, only the decoder side learns
@@ -124,6 +134,9 @@ class DVAETraining(nn.Module):
         # the phoneme probe: a code reader, shipped with the model to rank its candidates
         self.probe = CodeReader(ReaderConfig(config.codebook_dim, phoneme_classes)) if ctc else None
         self.probe_only = False  # True: the probe learns to read the codes, the codes are left alone
+        self.adversarial, self.feature_matching = adversarial, feature_matching
+        self.critic = MelCritic(critic_channels) if adversarial else None
+        self.adversarial_on = False  # False: only the critic learns (its warm-up)
 
     def forward(self, mel: torch.Tensor, ref_mel: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
                 phonemes: torch.Tensor | None = None, phoneme_lengths: torch.Tensor | None = None,
@@ -157,6 +170,8 @@ class DVAETraining(nn.Module):
         extra = {}
         if l1 is not None:
             loss, extra = loss + self.l1 * l1, {"l1": l1.detach()}
+        if self.critic is not None:
+            loss, extra = self._adversarial(recon, mel, frame_mask, mse, loss, extra)
         if predicted is not None and pitch_hz is not None:  # the predictor learns the true contour
             extra.update(pitch_losses(predicted.float(), teacher, frame_mask))
             loss = loss + PITCH_LOSS_WEIGHT * (extra["f0"] + extra["voicing"])
@@ -176,6 +191,31 @@ class DVAETraining(nn.Module):
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
         return {"loss": loss, "mse": mse.detach(), "commitment": commitment.detach(),
                 "perplexity": perplexity.detach(), **extra}
+
+
+    def _adversarial(self, recon: torch.Tensor, mel: torch.Tensor, frame_mask: torch.Tensor | None,
+                     mse: torch.Tensor, loss: torch.Tensor, extra: dict) -> tuple[torch.Tensor, dict]:
+        """Add the critic's loss and, once on, the decoder's adversarial loss. recon, mel (B, C, T)."""
+        if frame_mask is not None:  # padding is the same for both, so the critic cannot judge by it
+            recon = torch.where(frame_mask[:, None, :recon.shape[-1]], recon, mel)
+        real_scores, real_features = self.critic(mel)
+        fake_scores, _ = self.critic(recon.detach())
+        critic = critic_loss(real_scores, fake_scores)
+        extra = {**extra, "critic": critic.detach()}
+        loss = loss + CRITIC_LOSS_SCALE * critic
+        if self.adversarial_on:
+            self.critic.requires_grad_(False)  # the decoder's loss moves the decoder only
+            try:
+                scores, features = self.critic(recon)
+            finally:
+                self.critic.requires_grad_(True)
+            gan = generator_loss(scores) + self.feature_matching * feature_matching(real_features, features)
+            extra["gan"] = gan.detach()
+            if torch.is_grad_enabled():
+                weight = adaptive_weight(mse, gan, self.dvae.decoder[-1].weight)
+                extra["gan_weight"] = weight
+                loss = loss + self.adversarial * weight * gan
+        return loss, extra
 
 
 def pitch_losses(predicted: torch.Tensor, pitch: tuple[torch.Tensor, torch.Tensor],
@@ -232,11 +272,14 @@ class DVAETask(CorpusData):
         model_config = _model_config(DVAEConfig, config, mel_channels=MEL.n_mels)
         self.ctc = float(config.task_options.get("ctc", 0.0))
         self.probe_warmup = int(config.task_options.get("probe_warmup", 0))
+        self.critic_warmup = int(config.task_options.get("critic_warmup", 0))
         self.tokenizer = PhonemeTokenizer()
         try:
             self.module = DVAETraining(model_config, l1=float(config.task_options.get("l1", 0.0)), ctc=self.ctc,
                                        phoneme_classes=self.tokenizer.vocab_size,
-                                       freeze_codes=bool(config.task_options.get("freeze_codes", False)))
+                                       freeze_codes=bool(config.task_options.get("freeze_codes", False)),
+                                       adversarial=float(config.task_options.get("adversarial", 0.0)),
+                                       feature_matching=float(config.task_options.get("feature_matching", 1.0)))
         except ValueError as exc:
             raise TTSError(f"[task]: {exc}") from None
         self.load_corpus()
@@ -259,6 +302,7 @@ class DVAETask(CorpusData):
 
     def set_step(self, step: int) -> None:
         self.module.probe_only = step < self.probe_warmup
+        self.module.adversarial_on = step >= self.critic_warmup
 
     def _crops(self, items: list[Utterance], idx: list[int], rng: random.Random) -> dict:
         mels = [crop_or_pad(self.corpus.mel(items[i]), self.frames, rng) for i in idx]
