@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from tts.models.dvae import DVAE, DVAEConfig
+from tts.models.dvae import DVAE, DVAEConfig, spectral_contrast
 
 
 def tiny() -> DVAE:
@@ -17,6 +17,28 @@ def test_shapes_and_code_rate():
     assert torch.equal(model.encode(mel), codes)
     assert model.decode(codes).shape == (2, 16, 36)
     assert DVAEConfig.tortoise().downsample_factor == 4 and DVAEConfig.tortoise().num_tokens == 8192
+
+
+def test_spectral_contrast_raises_peaks_and_leaves_flat_spectra_alone():
+    flat = torch.full((1, 16, 3), -4.0)
+    assert torch.equal(spectral_contrast(flat, 1.5), flat)
+    peaked = flat.clone()
+    peaked[:, 8] = -2.0  # one bin 2 above its neighbours; the mean of 5 bins is 0.4 above them
+    sharp = spectral_contrast(peaked, 1.5)
+    torch.testing.assert_close(sharp[:, 8], torch.full((1, 3), -2.0 + 0.5 * 1.6))
+    torch.testing.assert_close(sharp[:, 7], torch.full((1, 3), -4.0 - 0.5 * 0.4))  # the valley beside it deepens
+    assert torch.equal(sharp[:, :6], flat[:, :6])
+    assert spectral_contrast(peaked, 1.0) is peaked
+
+
+def test_the_contrast_post_filter_applies_when_decoding_not_in_training():
+    plain = tiny().eval()
+    sharpened = DVAE(DVAEConfig(**{**plain.config.__dict__, "contrast": 1.5})).eval()
+    sharpened.load_state_dict(plain.state_dict())
+    mel = torch.randn(1, 16, 32)
+    codes = plain.encode(mel)
+    torch.testing.assert_close(sharpened.decode(codes), spectral_contrast(plain.decode(codes), 1.5))
+    torch.testing.assert_close(sharpened(mel)[0], plain(mel)[0])  # the training loss sees the decoder itself
 
 
 def test_training_reduces_reconstruction_error_and_uses_the_codebook():

@@ -109,6 +109,7 @@ PITCH_LOSS_WEIGHT = 0.01
 #: The critic's loss enters the shared total at this scale: Adam's steps for the critic do not depend on
 #: it, and the critic's gradients stay out of the global gradient-norm clip (as PITCH_LOSS_WEIGHT).
 CRITIC_LOSS_SCALE = 0.01
+CRITIC_FRAMES = 128  # the critic judges one window of this many frames (~1.5 s) per batch: a third of the cost
 
 
 class DVAETraining(nn.Module):
@@ -198,6 +199,9 @@ class DVAETraining(nn.Module):
         """Add the critic's loss and, once on, the decoder's adversarial loss. recon, mel (B, C, T)."""
         if frame_mask is not None:  # padding is the same for both, so the critic cannot judge by it
             recon = torch.where(frame_mask[:, None, :recon.shape[-1]], recon, mel)
+        if recon.shape[-1] > CRITIC_FRAMES:
+            start = int(torch.randint(0, recon.shape[-1] - CRITIC_FRAMES + 1, ()))
+            recon, mel = recon[..., start:start + CRITIC_FRAMES], mel[..., start:start + CRITIC_FRAMES]
         real_scores, real_features = self.critic(mel)
         fake_scores, _ = self.critic(recon.detach())
         critic = critic_loss(real_scores, fake_scores)
