@@ -83,3 +83,18 @@ def test_low_rank_updates_decode_as_merged_weights_and_leave_the_model_alone():
     assert "factors" in lowrank.check(model, {**factors, name: factors[name][:1, :-1]})
     assert "one factor of two" in lowrank.check(model, {name: factors[name]})
     assert "not a decoder weight" in lowrank.check(model, {"dvae_lowrank.encoder.0.weight.a": factors[name]})
+
+
+def test_gate_reports_the_decoder_with_and_without_its_post_filter():
+    import numpy as np
+
+    from tts.train.gates import Stages
+
+    torch.manual_seed(0)
+    dvae = DVAE(DVAEConfig(mel_channels=80, channels=16, num_tokens=32, codebook_dim=8, resblocks=1,
+                           speaker_dim=8, speaker_channels=8, contrast=1.5)).eval()
+    stages = Stages(vocoder=lambda mel: mel[:, 10], dvae=dvae)  # one mel bin stands in for a waveform
+    wav = np.random.default_rng(0).standard_normal(22050).astype(np.float32) * 0.1
+    out = stages.run(wav, torch.zeros(1, 80, 64), torch.Generator())
+    assert set(out) == {"g0", "g1", "g1_no_contrast"}
+    assert not np.allclose(out["g1"], out["g1_no_contrast"])

@@ -8,7 +8,8 @@ through the corpus's own processing (the renders are cached), and every stage is
 - G0, the vocoder floor: teacher audio -> HiFi-GAN mel -> universal HiFi-GAN;
 - G1, the DVAE alone: mel -> codes -> DVAE decoder (speaker vector from a corpus clip of the same
   speaker; a pitched decoder guesses the pitch from the codes) -> HiFi-GAN; for a pitched decoder
-  also ``g1_true_pitch``, the same with the recording's own pitch contour (the decoder's ceiling);
+  also ``g1_true_pitch``, the same with the recording's own pitch contour (the decoder's ceiling); for
+  a DVAE with a contrast post-filter also ``g1_no_contrast``, the decoder's mel as it comes;
 - G2, the decoder: mel -> codes -> the flow decoder (prior: the DVAE's coarse mel; conditioned on
   the codes and the speaker clip) -> HiFi-GAN.
 
@@ -42,18 +43,19 @@ log = logging.getLogger(__name__)
 MEL = audio.HIFIGAN_MEL
 DEFAULT_SENTENCES = Path(__file__).resolve().parents[2] / "benchmarks" / "sentences.txt"
 REFERENCE_SECONDS = 3.0  # the speaker clip, as the trainers use
-STAGES = ("original", "g0", "g1", "g1_true_pitch", "g2")
+STAGES = ("original", "g0", "g1", "g1_true_pitch", "g1_no_contrast", "g2")
 
 
-def render(voice: str, sentences: list[str], cache: Path) -> list[np.ndarray]:
-    """The sentences read by corpus voice `voice` (22.05 kHz), made once and cached under `cache`."""
+def render(voice: str, sentences: list[str], cache: Path, first: int = 0) -> list[np.ndarray]:
+    """The sentences read by corpus voice `voice` (22.05 kHz), made once and cached under `cache`;
+    `first` is the index of sentences[0] in the public list (the cache is keyed by that index)."""
     from ..data.corpus import Job, Speaker, make_item
     from ..data.texts import Sentence
     from ..data.voices import get_voice
 
     spec = get_voice(voice)
     wavs = []
-    for i, text in enumerate(sentences):
+    for i, text in enumerate(sentences, first):
         path = cache / "audio" / voice / f"{voice}-{i:06d}.flac"
         if not path.is_file():
             make_item(Job(f"{voice}-{i:06d}", Speaker(voice, spec), Sentence(text, "eval"), cache))
@@ -94,6 +96,9 @@ class Stages:
                 hz = torch.from_numpy(f0(wav, MEL.sample_rate))[None, :coarse.shape[-1]]
                 true = self.dvae.decode(codes, speaker, pitch_from_hz(hz))
                 out["g1_true_pitch"] = self.vocode(audio.denormalize_mel(true))
+            if self.dvae.config.contrast != 1.0:  # what the post-filter changes
+                plain = self.dvae._decode(self.dvae.quantizer.codebook[codes].transpose(1, 2), speaker)
+                out["g1_no_contrast"] = self.vocode(audio.denormalize_mel(plain))
             if self.decoder is not None:
                 fine = self.decoder.generate(coarse, codes, ref, steps=self.decoder_steps, generator=generator)
                 out["g2"] = self.vocode(audio.denormalize_mel(fine))
@@ -104,7 +109,7 @@ class Stages:
 
 
 def run_gates(corpus_dir: str, dvae_path: str | None, decoder_path: str | None, voices: list[str],
-              sentences: list[str], cache: Path, decoder_steps: int = 8) -> dict:
+              sentences: list[str], cache: Path, decoder_steps: int = 8, first: int = 0) -> dict:
     from ..checkpoints import load_component
     from ..models.hifigan import load_universal_hifigan
 
@@ -116,12 +121,12 @@ def run_gates(corpus_dir: str, dvae_path: str | None, decoder_path: str | None, 
         stages.decoder = load_component(decoder_path, "flow").eval()
     judges = load_judges(threads=1)
     refs = [scoring_text(s) for s in sentences]
-    report = {"sentences": len(sentences), "dvae": dvae_path, "decoder": decoder_path,
+    report = {"sentences": len(sentences), "first": first, "dvae": dvae_path, "decoder": decoder_path,
               "decoder_steps": decoder_steps, "voices": {}}
     generator = torch.Generator().manual_seed(0)
     for voice in voices:
         start = time.perf_counter()
-        originals = render(voice, sentences, cache)
+        originals = render(voice, sentences, cache, first)
         ref = reference_mel(corpus, voice)
         heard = {stage: [] for stage in STAGES}
         similarity = {stage: [] for stage in STAGES}
@@ -164,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--decoder")
     parser.add_argument("--decoder-steps", type=int, default=8)
     parser.add_argument("--voices", default=",".join(DEFAULT_VOICES))
-    parser.add_argument("--sentences", type=int, default=0, help="first N public sentences (0: all)")
+    parser.add_argument("--sentences", type=int, default=0, help="N public sentences (0: all)")
+    parser.add_argument("--first", type=int, default=0, help="skip this many sentences before them")
     parser.add_argument("--sentences-file", default=str(DEFAULT_SENTENCES))
     parser.add_argument("--cache", default="runs/gates", help="where the teacher renders are kept")
     parser.add_argument("--out", help="JSON report")
@@ -172,12 +178,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
     torch.set_num_threads(1)
-    sentences = read_sentences(args.sentences_file)
+    sentences = read_sentences(args.sentences_file)[args.first:]
     if args.sentences:
         sentences = sentences[:args.sentences]
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]
     report = run_gates(args.corpus, args.dvae, args.decoder, voices, sentences, Path(args.cache),
-                       args.decoder_steps)
+                       args.decoder_steps, args.first)
     if args.out:
         write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
     print(table(report))
