@@ -13,13 +13,14 @@ through the corpus's own processing (the renders are cached), and every stage is
 - G2, the decoder: mel -> codes -> the flow decoder (prior: the DVAE's coarse mel; conditioned on
   the codes and the speaker clip) -> HiFi-GAN.
 
-    python -m tts.train.gates --corpus /work/corpus --dvae runs/dvae/model.safetensors \
-        [--decoder runs/decoder/model.safetensors] [--voices joe,slt] [--sentences 15] [--out report.json]
+    python -m tts.train.gates --corpus /work/corpus --dvae runs/dvae/model.safetensors [--contrast 1.5] \
+        [--decoder runs/decoder/model.safetensors] [--voices joe,slt] [--first 15] [--sentences 15] [--out report.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -109,7 +110,8 @@ class Stages:
 
 
 def run_gates(corpus_dir: str, dvae_path: str | None, decoder_path: str | None, voices: list[str],
-              sentences: list[str], cache: Path, decoder_steps: int = 8, first: int = 0) -> dict:
+              sentences: list[str], cache: Path, decoder_steps: int = 8, first: int = 0,
+              contrast: float | None = None) -> dict:
     from ..checkpoints import load_component
     from ..models.hifigan import load_universal_hifigan
 
@@ -117,11 +119,14 @@ def run_gates(corpus_dir: str, dvae_path: str | None, decoder_path: str | None, 
     stages = Stages(load_universal_hifigan(), decoder_steps=decoder_steps)
     if dvae_path:
         stages.dvae = load_component(dvae_path, "dvae").eval()
+        if contrast is not None:  # measure another post-filter strength than the file's
+            stages.dvae.config = dataclasses.replace(stages.dvae.config, contrast=contrast)
     if decoder_path:
         stages.decoder = load_component(decoder_path, "flow").eval()
     judges = load_judges(threads=1)
     refs = [scoring_text(s) for s in sentences]
-    report = {"sentences": len(sentences), "first": first, "dvae": dvae_path, "decoder": decoder_path,
+    report = {"sentences": len(sentences), "first": first, "dvae": dvae_path,
+              "contrast": stages.dvae.config.contrast if stages.dvae is not None else None, "decoder": decoder_path,
               "decoder_steps": decoder_steps, "voices": {}}
     generator = torch.Generator().manual_seed(0)
     for voice in voices:
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--dvae")
+    parser.add_argument("--contrast", type=float, help="the DVAE's post-filter strength (default: the file's)")
     parser.add_argument("--decoder")
     parser.add_argument("--decoder-steps", type=int, default=8)
     parser.add_argument("--voices", default=",".join(DEFAULT_VOICES))
@@ -183,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         sentences = sentences[:args.sentences]
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]
     report = run_gates(args.corpus, args.dvae, args.decoder, voices, sentences, Path(args.cache),
-                       args.decoder_steps, args.first)
+                       args.decoder_steps, args.first, args.contrast)
     if args.out:
         write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
     print(table(report))
