@@ -1,7 +1,7 @@
 import torch
 import torch.nn.functional as F
 
-from tts.models.dvae import DVAE, DVAEConfig, spectral_contrast
+from tts.models.dvae import DVAE, DVAEConfig
 
 
 def tiny() -> DVAE:
@@ -17,28 +17,6 @@ def test_shapes_and_code_rate():
     assert torch.equal(model.encode(mel), codes)
     assert model.decode(codes).shape == (2, 16, 36)
     assert DVAEConfig.tortoise().downsample_factor == 4 and DVAEConfig.tortoise().num_tokens == 8192
-
-
-def test_spectral_contrast_raises_peaks_and_leaves_flat_spectra_alone():
-    flat = torch.full((1, 16, 3), -4.0)
-    assert torch.equal(spectral_contrast(flat, 1.5), flat)
-    peaked = flat.clone()
-    peaked[:, 8] = -2.0  # one bin 2 above its neighbours; the mean of 5 bins is 0.4 above them
-    sharp = spectral_contrast(peaked, 1.5)
-    torch.testing.assert_close(sharp[:, 8], torch.full((1, 3), -2.0 + 0.5 * 1.6))
-    torch.testing.assert_close(sharp[:, 7], torch.full((1, 3), -4.0 - 0.5 * 0.4))  # the valley beside it deepens
-    assert torch.equal(sharp[:, :6], flat[:, :6])
-    assert spectral_contrast(peaked, 1.0) is peaked
-
-
-def test_the_contrast_post_filter_applies_when_decoding_not_in_training():
-    plain = tiny().eval()
-    sharpened = DVAE(DVAEConfig(**{**plain.config.__dict__, "contrast": 1.5})).eval()
-    sharpened.load_state_dict(plain.state_dict())
-    mel = torch.randn(1, 16, 32)
-    codes = plain.encode(mel)
-    torch.testing.assert_close(sharpened.decode(codes), spectral_contrast(plain.decode(codes), 1.5))
-    torch.testing.assert_close(sharpened(mel)[0], plain(mel)[0])  # the training loss sees the decoder itself
 
 
 def test_training_reduces_reconstruction_error_and_uses_the_codebook():
@@ -83,18 +61,3 @@ def test_low_rank_updates_decode_as_merged_weights_and_leave_the_model_alone():
     assert "factors" in lowrank.check(model, {**factors, name: factors[name][:1, :-1]})
     assert "one factor of two" in lowrank.check(model, {name: factors[name]})
     assert "not a decoder weight" in lowrank.check(model, {"dvae_lowrank.encoder.0.weight.a": factors[name]})
-
-
-def test_gate_reports_the_decoder_with_and_without_its_post_filter():
-    import numpy as np
-
-    from tts.train.gates import Stages
-
-    torch.manual_seed(0)
-    dvae = DVAE(DVAEConfig(mel_channels=80, channels=16, num_tokens=32, codebook_dim=8, resblocks=1,
-                           speaker_dim=8, speaker_channels=8, contrast=1.5)).eval()
-    stages = Stages(vocoder=lambda mel: mel[:, 10], dvae=dvae)  # one mel bin stands in for a waveform
-    wav = np.random.default_rng(0).standard_normal(22050).astype(np.float32) * 0.1
-    out = stages.run(wav, torch.zeros(1, 80, 64), torch.Generator())
-    assert set(out) == {"g0", "g1", "g1_no_contrast"}
-    assert not np.allclose(out["g1"], out["g1_no_contrast"])

@@ -49,7 +49,6 @@ class DVAEConfig:
     speaker_channels: int = 128  # width of the speaker encoder
     context_blocks: int = 0  # dilated blocks at the code rate in the decoder (dilation 1, 2, 4, ...)
     pitch_bins: int = 0  # > 0: the decoder renders a pitch contour (log F0 in this many bins + unvoiced)
-    contrast: float = 1.0  # > 1: decoded mels are sharpened along the mel bins (spectral_contrast); 1: as decoded
 
     @classmethod
     def tortoise(cls) -> "DVAEConfig":
@@ -140,22 +139,6 @@ class PitchEmbedding(nn.Module):
         emb = self.table(below + 1) * (1 - frac) + self.table(below + 2) * frac  # (B, T, ch)
         emb = torch.where(voiced[..., None], emb, self.table.weight[0])
         return emb.transpose(1, 2)
-
-
-CONTRAST_BINS = 5  # width of the local mean that spectral_contrast sharpens against
-
-
-def spectral_contrast(mel: torch.Tensor, contrast: float, bins: int = CONTRAST_BINS) -> torch.Tensor:
-    """Log mel (B, C, T), natural or normalised, -> the same with each bin's distance from the mean of its `bins` neighbours
-    scaled by `contrast`: peaks (harmonics, formants) rise and valleys deepen, the frame's overall level
-    and envelope are kept. A decoder trained on squared error leaves the spectrum too flat where the
-    codes leave detail open; this is the post-filter of statistical parametric synthesis (HTS sharpens
-    its mel-cepstra the same way), applied to log mels."""
-    if contrast == 1.0:
-        return mel
-    padded = F.pad(mel.transpose(1, 2), (bins // 2, bins // 2), mode="replicate")  # (B, T, C + bins - 1)
-    local = F.avg_pool1d(padded, bins, stride=1).transpose(1, 2)  # (B, C, T)
-    return mel + (contrast - 1.0) * (mel - local)
 
 
 class Quantizer(nn.Module):
@@ -347,15 +330,12 @@ class DVAE(nn.Module):
     def decode_mel(self, codes: torch.Tensor, speaker: torch.Tensor | None = None,
                    pitch: tuple[torch.Tensor, torch.Tensor] | None = None,
                    weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """:meth:`decode` with autograd (gradients reach `speaker` and `weights`: fine-tuning a voice).
-        The config's `contrast` post-filter is applied here (not in training's :meth:`_decode`)."""
+        """:meth:`decode` with autograd (gradients reach `speaker` and `weights`: fine-tuning a voice)."""
         quantised = self.quantizer.codebook[codes].transpose(1, 2)
         if not weights:
-            mel = self._decode(quantised, speaker, pitch)
-        else:
-            mel = torch.func.functional_call(_Decoding(self), {f"dvae.{k}": v for k, v in weights.items()},
-                                             (quantised, speaker, pitch))
-        return spectral_contrast(mel, self.config.contrast)
+            return self._decode(quantised, speaker, pitch)
+        return torch.func.functional_call(_Decoding(self), {f"dvae.{k}": v for k, v in weights.items()},
+                                          (quantised, speaker, pitch))
 
 
 class _Decoding(nn.Module):

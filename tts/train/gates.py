@@ -8,19 +8,17 @@ through the corpus's own processing (the renders are cached), and every stage is
 - G0, the vocoder floor: teacher audio -> HiFi-GAN mel -> universal HiFi-GAN;
 - G1, the DVAE alone: mel -> codes -> DVAE decoder (speaker vector from a corpus clip of the same
   speaker; a pitched decoder guesses the pitch from the codes) -> HiFi-GAN; for a pitched decoder
-  also ``g1_true_pitch``, the same with the recording's own pitch contour (the decoder's ceiling); for
-  a DVAE with a contrast post-filter also ``g1_no_contrast``, the decoder's mel as it comes;
+  also ``g1_true_pitch``, the same with the recording's own pitch contour (the decoder's ceiling);
 - G2, the decoder: mel -> codes -> the flow decoder (prior: the DVAE's coarse mel; conditioned on
   the codes and the speaker clip) -> HiFi-GAN.
 
-    python -m tts.train.gates --corpus /work/corpus --dvae runs/dvae/model.safetensors [--contrast 1.5] \
+    python -m tts.train.gates --corpus /work/corpus --dvae runs/dvae/model.safetensors \
         [--decoder runs/decoder/model.safetensors] [--voices joe,slt] [--first 15] [--sentences 15] [--out report.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import time
@@ -44,7 +42,7 @@ log = logging.getLogger(__name__)
 MEL = audio.HIFIGAN_MEL
 DEFAULT_SENTENCES = Path(__file__).resolve().parents[2] / "benchmarks" / "sentences.txt"
 REFERENCE_SECONDS = 3.0  # the speaker clip, as the trainers use
-STAGES = ("original", "g0", "g1", "g1_true_pitch", "g1_no_contrast", "g2")
+STAGES = ("original", "g0", "g1", "g1_true_pitch", "g2")
 
 
 def render(voice: str, sentences: list[str], cache: Path, first: int = 0) -> list[np.ndarray]:
@@ -97,9 +95,6 @@ class Stages:
                 hz = torch.from_numpy(f0(wav, MEL.sample_rate))[None, :coarse.shape[-1]]
                 true = self.dvae.decode(codes, speaker, pitch_from_hz(hz))
                 out["g1_true_pitch"] = self.vocode(audio.denormalize_mel(true))
-            if self.dvae.config.contrast != 1.0:  # what the post-filter changes
-                plain = self.dvae._decode(self.dvae.quantizer.codebook[codes].transpose(1, 2), speaker)
-                out["g1_no_contrast"] = self.vocode(audio.denormalize_mel(plain))
             if self.decoder is not None:
                 fine = self.decoder.generate(coarse, codes, ref, steps=self.decoder_steps, generator=generator)
                 out["g2"] = self.vocode(audio.denormalize_mel(fine))
@@ -110,8 +105,7 @@ class Stages:
 
 
 def run_gates(corpus_dir: str, dvae_path: str | None, decoder_path: str | None, voices: list[str],
-              sentences: list[str], cache: Path, decoder_steps: int = 8, first: int = 0,
-              contrast: float | None = None) -> dict:
+              sentences: list[str], cache: Path, decoder_steps: int = 8, first: int = 0) -> dict:
     from ..checkpoints import load_component
     from ..models.hifigan import load_universal_hifigan
 
@@ -119,14 +113,11 @@ def run_gates(corpus_dir: str, dvae_path: str | None, decoder_path: str | None, 
     stages = Stages(load_universal_hifigan(), decoder_steps=decoder_steps)
     if dvae_path:
         stages.dvae = load_component(dvae_path, "dvae").eval()
-        if contrast is not None:  # measure another post-filter strength than the file's
-            stages.dvae.config = dataclasses.replace(stages.dvae.config, contrast=contrast)
     if decoder_path:
         stages.decoder = load_component(decoder_path, "flow").eval()
     judges = load_judges(threads=1)
     refs = [scoring_text(s) for s in sentences]
-    report = {"sentences": len(sentences), "first": first, "dvae": dvae_path,
-              "contrast": stages.dvae.config.contrast if stages.dvae is not None else None, "decoder": decoder_path,
+    report = {"sentences": len(sentences), "first": first, "dvae": dvae_path, "decoder": decoder_path,
               "decoder_steps": decoder_steps, "voices": {}}
     generator = torch.Generator().manual_seed(0)
     for voice in voices:
@@ -171,7 +162,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--dvae")
-    parser.add_argument("--contrast", type=float, help="the DVAE's post-filter strength (default: the file's)")
     parser.add_argument("--decoder")
     parser.add_argument("--decoder-steps", type=int, default=8)
     parser.add_argument("--voices", default=",".join(DEFAULT_VOICES))
@@ -189,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         sentences = sentences[:args.sentences]
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]
     report = run_gates(args.corpus, args.dvae, args.decoder, voices, sentences, Path(args.cache),
-                       args.decoder_steps, args.first, args.contrast)
+                       args.decoder_steps, args.first)
     if args.out:
         write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
     print(table(report))
