@@ -228,6 +228,20 @@ def test_pitched_decoder_needs_whole_utterances(corpus, tmp_path):
         train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path) + ["task.ctc=0", "model.pitch_bins=8"])
 
 
+def test_unquantised_decoder_diagnostic_trains_on_the_encoders_vectors(trained, corpus, tmp_path):
+    from tts.checkpoints import load_component
+
+    with pytest.raises(TTSError, match="freeze_codes"):
+        train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path) + ["task.ctc=0", "task.unquantised=true"])
+    start = trained / "dvae" / "model.safetensors"
+    items = [o.replace(str(trained / "dvae"), str(tmp_path / "dvae")) for o in overrides("dvae", corpus, trained, steps=2)]
+    items += [f'task.init="{start}"', "task.freeze_codes=true", "task.ctc=0", "task.unquantised=true", "optim.lr=1e-2"]
+    trainer = train("dvae", CONFIGS / "dvae.toml", items)
+    old, new = load_component(start, "dvae").state_dict(), trainer.module.dvae.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if k.startswith(("encoder.", "quantizer.codebook")))
+    assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
+
+
 def test_decoder_only_run_refuses_the_phoneme_probe(corpus, tmp_path):
     with pytest.raises(TTSError, match="freeze_codes"):
         train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path) + ["task.freeze_codes=true", "task.ctc=0.1"])

@@ -122,7 +122,7 @@ class DVAETraining(nn.Module):
 
     def __init__(self, config: DVAEConfig, l1: float = 0.0, ctc: float = 0.0, phoneme_classes: int = 0,
                  freeze_codes: bool = False, adversarial: float = 0.0, feature_matching: float = 1.0,
-                 critic_channels: int = 32):
+                 critic_channels: int = 32, unquantised: bool = False):
         super().__init__()
         self.dvae = DVAE(config)
         self.freeze_codes = freeze_codes  # True: encoder and codebook fixed, only the decoder side learns
@@ -130,6 +130,11 @@ class DVAETraining(nn.Module):
             if ctc:
                 raise ValueError("freeze_codes trains the decoder only: the phoneme probe (ctc) has nothing to shape")
             self.dvae.encoder.requires_grad_(False)
+        if unquantised and not freeze_codes:
+            raise ValueError("unquantised is a decoder-only diagnostic: set freeze_codes = true")
+        # True: the decoder hears the frozen encoder's unit vectors before the quantiser (a diagnostic:
+        # how well the decoder could do if the codes lost nothing; tools/dvae_bottleneck's "not quantised")
+        self.unquantised = unquantised
         self.l1 = l1
         self.ctc = ctc
         # the phoneme probe: a code reader, shipped with the model to rank its candidates
@@ -152,6 +157,8 @@ class DVAETraining(nn.Module):
         if self.freeze_codes:  # the codes a GPT was trained on stay exactly as they are
             codes = dvae.encode(mel)  # (B, L)
             quantised, commitment = dvae.quantizer.codebook[codes].transpose(1, 2), mel.new_zeros(())
+            if self.unquantised:
+                quantised = F.normalize(dvae.encoder(mel), dim=1)  # (B, codebook_dim, L), no gradient
         else:
             quantised, commitment, codes = dvae.quantise(mel)  # (B, codebook_dim, L), (), (B, L)
         speaker = dvae.speaker(ref_mel) if dvae.conditioned else None
@@ -283,7 +290,8 @@ class DVAETask(CorpusData):
                                        phoneme_classes=self.tokenizer.vocab_size,
                                        freeze_codes=bool(config.task_options.get("freeze_codes", False)),
                                        adversarial=float(config.task_options.get("adversarial", 0.0)),
-                                       feature_matching=float(config.task_options.get("feature_matching", 1.0)))
+                                       feature_matching=float(config.task_options.get("feature_matching", 1.0)),
+                                       unquantised=bool(config.task_options.get("unquantised", False)))
         except ValueError as exc:
             raise TTSError(f"[task]: {exc}") from None
         self.load_corpus()
