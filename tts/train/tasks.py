@@ -200,7 +200,6 @@ class DVAETraining(nn.Module):
         return {"loss": loss, "mse": mse.detach(), "commitment": commitment.detach(),
                 "perplexity": perplexity.detach(), **extra}
 
-
     def _adversarial(self, recon: torch.Tensor, mel: torch.Tensor, frame_mask: torch.Tensor | None,
                      mse: torch.Tensor, loss: torch.Tensor, extra: dict) -> tuple[torch.Tensor, dict]:
         """Add the critic's loss and, once on, the decoder's adversarial loss. recon, mel (B, C, T)."""
