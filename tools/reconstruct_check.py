@@ -14,14 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from tts import audio
-from tts.evaluate import (JUDGE_SAMPLE_RATE, cosine, error_rates, load_judges, read_sentences, scoring_text,
-                          voice_embedding)
+from tts.errors import TTSError
+from tts.evaluate import JUDGE_SAMPLE_RATE, load_judges, read_sentences, scoring_text, voice_embedding
 from tts.fileio import write_text_atomic
-from tts.train.gates import DEFAULT_SENTENCES, MEL, render
+from tts.train.gates import DEFAULT_SENTENCES, MEL, Scores, render
 
 WER_SLACK, MIN_SIMILARITY = 3.0, 0.85  # the held-out evaluation's bars
 
@@ -46,16 +45,13 @@ def main() -> None:
     report = {"model_dir": args.model_dir, "sentences": [args.skip, args.skip + len(sentences)], "voices": {}}
     for voice in args.voices.split(","):
         originals = render(voice, sentences, Path(args.cache), args.skip)  # 22.05 kHz
-        heard, similarity = {"original": [], "reconstruct": []}, {"original": [], "reconstruct": []}
         judged = [audio.resample(w, MEL.sample_rate, JUDGE_SAMPLE_RATE) for w in originals]
-        speaker = voice_embedding(judges.speaker, judged)
+        scores = Scores(judges, voice_embedding(judges.speaker, judged))
         for wav, wav16 in zip(originals, judged):
             out = tts.reconstruct(audio.resample(wav, MEL.sample_rate, tts.sample_rate))
-            for stage, w in (("original", wav16), ("reconstruct", audio.resample(out, tts.sample_rate, JUDGE_SAMPLE_RATE))):
-                heard[stage].append(scoring_text(judges.transcriber.transcribe(w)))
-                similarity[stage].append(cosine(judges.speaker.embed(w), speaker))
-        row = {stage: {"wer": round(100 * error_rates(refs, hyps).wer, 2),
-                       "similarity": round(float(np.mean(similarity[stage])), 3)} for stage, hyps in heard.items()}
+            scores.add("original", wav16)
+            scores.add("reconstruct", audio.resample(out, tts.sample_rate, JUDGE_SAMPLE_RATE))
+        row = scores.row(refs)
         row["passes"] = (row["reconstruct"]["wer"] <= row["original"]["wer"] + WER_SLACK
                          and row["reconstruct"]["similarity"] >= MIN_SIMILARITY)
         report["voices"][voice] = row
@@ -65,4 +61,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except TTSError as exc:
+        raise SystemExit(f"error: {exc}") from None

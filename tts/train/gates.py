@@ -124,25 +124,40 @@ def run_gates(corpus_dir: str, dvae_path: str | None, decoder_path: str | None, 
         start = time.perf_counter()
         originals = render(voice, sentences, cache, first)
         ref = reference_mel(corpus, voice)
-        heard = {stage: [] for stage in STAGES}
-        similarity = {stage: [] for stage in STAGES}
         to_judge = [audio.resample(w, MEL.sample_rate, JUDGE_SAMPLE_RATE) for w in originals]
-        speaker = voice_embedding(judges.speaker, to_judge)
+        scores = Scores(judges, voice_embedding(judges.speaker, to_judge))
         for wav, wav16 in zip(originals, to_judge):
-            outs = {"original": wav16, **{k: audio.resample(v, MEL.sample_rate, JUDGE_SAMPLE_RATE)
-                                          for k, v in stages.run(wav, ref, generator).items()}}
-            for stage, w in outs.items():
-                heard[stage].append(scoring_text(judges.transcriber.transcribe(w)))
-                similarity[stage].append(cosine(judges.speaker.embed(w), speaker))
-        row = {}
-        for stage, hyps in heard.items():
-            if hyps:
-                rates = error_rates(refs, hyps)
-                row[stage] = {"wer": round(100 * rates.wer, 2), "cer": round(100 * rates.cer, 2),
-                              "similarity": round(float(np.mean(similarity[stage])), 3)}
+            scores.add("original", wav16)
+            for stage, out in stages.run(wav, ref, generator).items():
+                scores.add(stage, audio.resample(out, MEL.sample_rate, JUDGE_SAMPLE_RATE))
+        row = scores.row(refs)
         report["voices"][voice] = row
         log.info("%s (%.0f s): %s", voice, time.perf_counter() - start, json.dumps(row))
     return report
+
+
+class Scores:
+    """What the judges hear in one voice's sentences, stage by stage: the transcripts, and the similarity
+    of each rendering to the voice (`speaker`, the mean embedding of its originals)."""
+
+    def __init__(self, judges, speaker: np.ndarray):
+        self.judges, self.speaker = judges, speaker
+        self.heard: dict[str, list[str]] = {}
+        self.similarity: dict[str, list[float]] = {}
+
+    def add(self, stage: str, wav16: np.ndarray) -> None:
+        """One sentence's rendering by `stage`, at the judges' sample rate."""
+        self.heard.setdefault(stage, []).append(scoring_text(self.judges.transcriber.transcribe(wav16)))
+        self.similarity.setdefault(stage, []).append(cosine(self.judges.speaker.embed(wav16), self.speaker))
+
+    def row(self, refs: list[str]) -> dict[str, dict[str, float]]:
+        """{stage: {"wer", "cer" (%), "similarity"}} against the sentences' scoring texts."""
+        row = {}
+        for stage, hyps in self.heard.items():
+            rates = error_rates(refs, hyps)
+            row[stage] = {"wer": round(100 * rates.wer, 2), "cer": round(100 * rates.cer, 2),
+                          "similarity": round(float(np.mean(self.similarity[stage])), 3)}
+        return row
 
 
 def table(report: dict) -> str:

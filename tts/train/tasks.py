@@ -122,7 +122,7 @@ class DVAETraining(nn.Module):
 
     def __init__(self, config: DVAEConfig, l1: float = 0.0, ctc: float = 0.0, phoneme_classes: int = 0,
                  freeze_codes: bool = False, adversarial: float = 0.0, feature_matching: float = 1.0,
-                 critic_channels: int = 32, unquantised: bool = False):
+                 unquantised: bool = False):
         super().__init__()
         self.dvae = DVAE(config)
         self.freeze_codes = freeze_codes  # True: encoder and codebook fixed, only the decoder side learns
@@ -141,7 +141,7 @@ class DVAETraining(nn.Module):
         self.probe = CodeReader(ReaderConfig(config.codebook_dim, phoneme_classes)) if ctc else None
         self.probe_only = False  # True: the probe learns to read the codes, the codes are left alone
         self.adversarial, self.feature_matching = adversarial, feature_matching
-        self.critic = MelCritic(critic_channels) if adversarial else None
+        self.critic = MelCritic() if adversarial else None
         self.adversarial_on = False  # False: only the critic learns (its warm-up)
 
     def forward(self, mel: torch.Tensor, ref_mel: torch.Tensor | None = None, frame_mask: torch.Tensor | None = None,
@@ -179,7 +179,9 @@ class DVAETraining(nn.Module):
         if l1 is not None:
             loss, extra = loss + self.l1 * l1, {"l1": l1.detach()}
         if self.critic is not None:
-            loss, extra = self._adversarial(recon, mel, frame_mask, mse, loss, extra)
+            term, logged = self._adversarial(recon, mel, frame_mask, mse)
+            loss = loss + term
+            extra.update(logged)
         if predicted is not None and pitch_hz is not None:  # the predictor learns the true contour
             extra.update(pitch_losses(predicted.float(), teacher, frame_mask))
             loss = loss + PITCH_LOSS_WEIGHT * (extra["f0"] + extra["voicing"])
@@ -201,8 +203,9 @@ class DVAETraining(nn.Module):
                 "perplexity": perplexity.detach(), **extra}
 
     def _adversarial(self, recon: torch.Tensor, mel: torch.Tensor, frame_mask: torch.Tensor | None,
-                     mse: torch.Tensor, loss: torch.Tensor, extra: dict) -> tuple[torch.Tensor, dict]:
-        """Add the critic's loss and, once on, the decoder's adversarial loss. recon, mel (B, C, T)."""
+                     mse: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the critic's loss plus, once on, the decoder's adversarial loss; the values to log).
+        recon, mel (B, C, T)."""
         if frame_mask is not None:  # padding is the same for both, so the critic cannot judge by it
             recon = torch.where(frame_mask[:, None, :recon.shape[-1]], recon, mel)
         if recon.shape[-1] > CRITIC_FRAMES:
@@ -211,8 +214,8 @@ class DVAETraining(nn.Module):
         real_scores, real_features = self.critic(mel)
         fake_scores, _ = self.critic(recon.detach())
         critic = critic_loss(real_scores, fake_scores)
-        extra = {**extra, "critic": critic.detach()}
-        loss = loss + CRITIC_LOSS_SCALE * critic
+        logged = {"critic": critic.detach()}
+        loss = CRITIC_LOSS_SCALE * critic
         if self.adversarial_on:
             self.critic.requires_grad_(False)  # the decoder's loss moves the decoder only
             try:
@@ -220,12 +223,12 @@ class DVAETraining(nn.Module):
             finally:
                 self.critic.requires_grad_(True)
             gan = generator_loss(scores) + self.feature_matching * feature_matching(real_features, features)
-            extra["gan"] = gan.detach()
+            logged["gan"] = gan.detach()
             if torch.is_grad_enabled():
                 weight = adaptive_weight(mse, gan, self.dvae.decoder[-1].weight)
-                extra["gan_weight"] = weight
+                logged["gan_weight"] = weight
                 loss = loss + self.adversarial * weight * gan
-        return loss, extra
+        return loss, logged
 
 
 def pitch_losses(predicted: torch.Tensor, pitch: tuple[torch.Tensor, torch.Tensor],
