@@ -254,6 +254,22 @@ def test_init_refuses_weights_the_config_lacks(trained, corpus, tmp_path):
         train("dvae", CONFIGS / "dvae.toml", items + [f'task.init="{start}"', "model.speaker_dim=0"])
 
 
+def test_partial_init_takes_the_tensors_that_fit(trained, corpus, tmp_path):
+    """A DVAE with a bigger codebook starts from a trained one: everything but the quantiser is taken."""
+    from tts.checkpoints import load_component
+
+    start = trained / "dvae" / "model.safetensors"
+    items = [o.replace(str(trained / "dvae"), str(tmp_path / "dvae")) for o in overrides("dvae", corpus, trained, steps=0)]
+    saved = load_component(start, "dvae")
+    items += [f'task.init="{start}"', "task.init_partial=true", f"model.num_tokens={2 * saved.config.num_tokens}"]
+    loaded = train("dvae", CONFIGS / "dvae.toml", items).module.dvae.state_dict()
+    for name, tensor in saved.state_dict().items():
+        if name.startswith("quantizer."):
+            assert loaded[name].shape[0] == 2 * tensor.shape[0]
+        else:
+            assert torch.equal(loaded[name], tensor), name
+
+
 def test_dvae_l1_term_is_logged_and_trained(corpus, tmp_path):
     train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=2) + ["task.l1=0.5", "task.ctc=0"])
     rows = list(csv.DictReader(open(tmp_path / "dvae" / "log.csv")))

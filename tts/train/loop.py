@@ -160,7 +160,9 @@ class Trainer:
         """A new run with `[task] init = "<component.safetensors>"` starts from those weights (a model
         committed to the repository, say) instead of random ones; optimiser state starts afresh. A
         config may add parts the component lacks (the DVAE's context blocks): they keep their
-        initialisation; weights the config lacks are an error."""
+        initialisation; weights the config lacks are an error. With `[task] init_partial = true` only
+        the tensors whose name and shape both match are taken (a DVAE with another codebook or code
+        rate starting from a trained one); the rest keep their initialisation and are logged."""
         init = self.config.task_options.get("init")
         if not init:
             return
@@ -171,8 +173,16 @@ class Trainer:
         target = getattr(self.module, kind, None)
         if target is None:
             raise TTSError(f"[task] init: the {kind} trainer has no {kind} module to load into")
+        weights = component.state_dict()
+        if self.config.task_options.get("init_partial", False):
+            own = target.state_dict()
+            skipped = sorted(k for k, v in weights.items() if k not in own or own[k].shape != v.shape)
+            weights = {k: v for k, v in weights.items() if k not in skipped}
+            if skipped:
+                log.info("init_partial: not taken from %s (no tensor of that name and shape here): %s",
+                         init, ", ".join(skipped))
         try:
-            result = target.load_state_dict(component.state_dict(), strict=False)
+            result = target.load_state_dict(weights, strict=False)
         except RuntimeError as exc:  # a tensor of another shape
             raise TTSError(f"[task] init: {init} does not fit this {kind} config: {str(exc).splitlines()[0]}") from None
         if result.unexpected_keys:
