@@ -1,0 +1,36 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tts.errors import TTSError
+from tts.models.gpt import SpeechGPT
+from tts.train.remap import remap_speech_codes
+from tests.test_gpt import tiny_config
+
+
+def test_a_remapped_gpt_predicts_what_the_old_one_did():
+    """Each old code split into two new ones: the pair's total probability is the old code's, and
+    reading either of the pair is reading the old code."""
+    torch.manual_seed(0)
+    old_gpt = SpeechGPT(tiny_config(number_mel_codes=6, dropout=0.0)).eval()  # 4 codes + start, stop
+    old_book = F.normalize(torch.randn(4, 8), dim=1)
+    order = torch.tensor([2, 0, 3, 1, 0, 2, 1, 3])  # new code i is a copy of old code order[i]
+    new_book = F.normalize(old_book[order] + 1e-3 * torch.randn(8, 8), dim=1)
+    new_gpt = remap_speech_codes(old_gpt, old_book, new_book)
+    assert new_gpt.config.number_mel_codes == 10
+
+    cond, text = torch.randn(1, 64), torch.randint(0, 30, (1, 5))
+    old_codes = torch.tensor([[1, 3, 0, 2]])
+    new_codes = torch.tensor([[3, 2, 4, 0]])  # order maps them to 1, 3, 0, 2
+    with torch.no_grad():
+        _, old_logits = old_gpt(cond, text, old_codes)  # (1, 6, 6)
+        _, new_logits = new_gpt(cond, text, new_codes)  # (1, 10, 6)
+    old_p, new_p = old_logits.softmax(1)[0], new_logits.softmax(1)[0]
+    grouped = torch.zeros_like(old_p).index_add_(0, torch.cat([order, torch.tensor([4, 5])]), new_p)
+    torch.testing.assert_close(grouped, old_p, atol=1e-5, rtol=1e-4)
+
+
+def test_remap_refuses_a_codebook_of_another_width():
+    gpt = SpeechGPT(tiny_config(number_mel_codes=6))
+    with pytest.raises(TTSError, match="width"):
+        remap_speech_codes(gpt, torch.randn(4, 8), torch.randn(8, 16))
