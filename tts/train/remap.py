@@ -21,9 +21,6 @@ from ..checkpoints import load_component, save_component
 from ..errors import TTSError
 from ..models.gpt import SpeechGPT
 
-SPECIALS = 2  # start and stop follow the codes in the speech vocabulary
-
-
 def nearest_old_codes(old_codebook: torch.Tensor, new_codebook: torch.Tensor) -> torch.Tensor:
     """Unit-vector codebooks (K_old, d), (K_new, d) -> (K_new,) index of the most similar old code."""
     if old_codebook.shape[1] != new_codebook.shape[1]:
@@ -36,12 +33,14 @@ def nearest_old_codes(old_codebook: torch.Tensor, new_codebook: torch.Tensor) ->
 def remap_speech_codes(gpt: SpeechGPT, old_codebook: torch.Tensor, new_codebook: torch.Tensor) -> SpeechGPT:
     """`gpt` reads and writes the codes of `old_codebook` (K_old, d) -> a GPT for `new_codebook` (K_new, d)."""
     k_old, k_new = old_codebook.shape[0], new_codebook.shape[0]
-    if gpt.config.number_mel_codes != k_old + SPECIALS:
-        raise TTSError(f"the GPT reads {gpt.config.number_mel_codes - SPECIALS} codes, the old DVAE has {k_old}")
+    codes = gpt.config.start_mel_token  # the speech vocabulary is the codes, then start and stop
+    if codes != k_old:
+        raise TTSError(f"the GPT reads {codes} codes, the old DVAE has {k_old}")
     source = nearest_old_codes(old_codebook, new_codebook)  # (K_new,)
     shared = torch.bincount(source, minlength=k_old).float()  # new codes per old code
-    rows = torch.cat([source, torch.arange(k_old, k_old + SPECIALS)])  # start and stop map to themselves
-    config = dataclasses.replace(gpt.config, number_mel_codes=k_new + SPECIALS)
+    specials = torch.arange(k_old, gpt.config.number_mel_codes)  # start and stop map to themselves
+    rows = torch.cat([source, specials])
+    config = dataclasses.replace(gpt.config, number_mel_codes=k_new + len(specials))
     new = SpeechGPT(config)
     state = {k: v for k, v in gpt.state_dict().items() if not k.startswith(("mel_embedding.", "mel_head."))}
     state["mel_embedding.weight"] = gpt.mel_embedding.weight[rows].clone()
