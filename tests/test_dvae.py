@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -61,3 +62,35 @@ def test_low_rank_updates_decode_as_merged_weights_and_leave_the_model_alone():
     assert "factors" in lowrank.check(model, {**factors, name: factors[name][:1, :-1]})
     assert "one factor of two" in lowrank.check(model, {name: factors[name]})
     assert "not a decoder weight" in lowrank.check(model, {"dvae_lowrank.encoder.0.weight.a": factors[name]})
+
+
+def test_residual_codebook_quantises_what_the_first_level_left():
+    import pytest
+
+    torch.manual_seed(0)
+    model = DVAE(DVAEConfig(mel_channels=16, channels=32, num_tokens=8, codebook_dim=16, resblocks=1,
+                            residual_tokens=32, ema_decay=0.8)).train()
+    mel = torch.randn(4, 16, 64)
+    for _ in range(30):  # the EMA fits both codebooks to the encoder's outputs
+        model.quantise(mel)
+    model.eval()
+    codes, residual = model.encode_residual(mel)
+    assert torch.equal(codes, model.encode(mel)) and residual.shape == codes.shape == (4, 16)
+    z = F.normalize(model.encoder(mel), dim=1)
+    first, both = model.vectors(codes), model.vectors(codes, residual)
+    assert (z - both).pow(2).mean() < 0.6 * (z - first).pow(2).mean()
+    assert model.decode(codes, residual=residual).shape == (4, 16, 64)
+    assert not torch.equal(model.decode(codes, residual=residual), model.decode(codes))
+    with pytest.raises(ValueError, match="residual"):
+        tiny().encode_residual(mel)
+
+
+def test_stages_gate_both_levels_and_the_first_alone():
+    from tts.train.gates import Stages
+
+    torch.manual_seed(0)
+    dvae = DVAE(DVAEConfig(channels=32, num_tokens=8, codebook_dim=16, resblocks=1, residual_tokens=16)).eval()
+    stages = Stages(vocoder=lambda mel: torch.zeros(mel.shape[-1] * 256), dvae=dvae)
+    out = stages.run(np.random.default_rng(0).standard_normal(22050).astype(np.float32) * 0.1, None,
+                     torch.Generator())
+    assert set(out) == {"g0", "g1", "g1_first"}

@@ -53,6 +53,25 @@ def test_reconstruction_keeps_the_length_and_is_reproducible(decoder_only, recor
     assert np.array_equal(out, tts.reconstruct(wav, steps=2, seed=1))
 
 
+def test_reconstruction_decodes_both_levels_of_a_residual_dvae(tmp_path, recording):
+    import torch
+
+    tts = TextToSpeech(make_tiny_flow_model_dir(tmp_path / "residual", gpt=False, residual_tokens=16))
+    wav = audio.load_audio(recording, RATE)
+    codes, residual = tts.encode_speech_levels(wav)
+    assert residual is not None and residual.shape == codes.shape
+    assert torch.equal(tts.encode_speech(wav), codes)  # the first level: what a GPT predicts
+    cond = tts.conditioning_from_clips([wav])
+    with tts.inference():
+        both = tts.decode_codes(codes, cond, 1, torch.Generator().manual_seed(0), residual)
+        first = tts.decode_codes(codes, cond, 1, torch.Generator().manual_seed(0))
+    assert not torch.equal(both, first)
+    out = tts.reconstruct(wav, steps=1, seed=0)
+    assert np.array_equal(out, tts.reconstruct(wav, steps=1, seed=0))
+    with tts.inference():
+        assert np.array_equal(out, tts.vocode(audio.denormalize_mel(both), torch.Generator()))
+
+
 def test_reconstruct_command_one_file_and_several(decoder_only, recording, tmp_path):
     result = run("reconstruct", recording, "-o", tmp_path / "one.flac", "--model-dir", decoder_only, "--steps", "2")
     assert result.exit_code == 0, result.output

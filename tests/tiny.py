@@ -81,9 +81,9 @@ def make_voice(voices_dir: Path, name: str, clips: int = 2, seconds: float = 3.0
     return folder
 
 
-def tiny_flow_modules(seed: int = 0) -> dict[str, torch.nn.Module]:
-    """Our small model's shape, tiny: phoneme GPT, speaker-conditioned pitched DVAE, flow decoder, a HiFi-GAN
-    on 80-band mels at 22.05 kHz."""
+def tiny_flow_modules(seed: int = 0, residual_tokens: int = 0) -> dict[str, torch.nn.Module]:
+    """Our small model's shape, tiny: phoneme GPT, speaker-conditioned pitched DVAE (with a residual
+    codebook of `residual_tokens` entries), flow decoder, a HiFi-GAN on 80-band mels at 22.05 kHz."""
     from tts.models.dvae import DVAE, DVAEConfig
     from tts.models.flow import FlowConfig, FlowDecoder
     from tts.text.phonemes import PhonemeTokenizer
@@ -96,7 +96,10 @@ def tiny_flow_modules(seed: int = 0) -> dict[str, torch.nn.Module]:
                               stop_text_token=phonemes.stop_id, number_mel_codes=codes + 2, mel_channels=80,
                               samples_per_code=1024))
     dvae = DVAE(DVAEConfig(mel_channels=80, channels=32, num_tokens=codes, codebook_dim=16, resblocks=1,
-                           speaker_dim=16, speaker_channels=16, context_blocks=1, pitch_bins=8))
+                           speaker_dim=16, speaker_channels=16, context_blocks=1, pitch_bins=8,
+                           residual_tokens=residual_tokens))
+    if residual_tokens:  # entries of the residual's size (the random start is near zero)
+        dvae.residual.codebook.normal_(std=0.1)
     flow = FlowDecoder(FlowConfig(mel_channels=80, channels=32, layers=2, num_codes=codes, code_dim=8,
                                   speaker_dim=16, speaker_channels=16, time_dim=16))
     vocoder = HifiGanGenerator(dataclass_replace(HifiGanConfig.universal(), upsample_initial_channel=32))
@@ -133,15 +136,15 @@ def hand_reader(dvae) -> torch.nn.Module:
 
 
 def make_tiny_flow_model_dir(path: Path, seed: int = 0, gpt: bool = True, live_flow: bool = False,
-                             reader: bool = False) -> Path:
+                             reader: bool = False, residual_tokens: int = 0) -> Path:
     """A tiny model directory of our own kind (phonemes, DVAE + flow decoder); without `gpt`, decoder-only.
     `live_flow`: the flow decoder's zero-initialised layers get small random weights (as training gives
     them), so that its output, and its gradients, depend on its inputs and speaker. `reader`: with
-    :func:`hand_reader`."""
+    :func:`hand_reader`. `residual_tokens`: the DVAE's residual codebook size (0: none)."""
     from tts.text.phonemes import PhonemeTokenizer
     from tts.train.export import SMALL_PRESETS
 
-    modules = tiny_flow_modules(seed)
+    modules = tiny_flow_modules(seed, residual_tokens)
     if not gpt:
         del modules["gpt"]
     if reader:

@@ -475,12 +475,13 @@ class TextToSpeech:
 
     # -- the decoder half: codes <-> speech ---------------------------------------------------------
     def decode_codes(self, codes: torch.Tensor, cond: Conditioning, steps: int,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: torch.Generator | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
         """DVAE codes (1, L) -> normalised mel (1, C, 4 L): the DVAE decoder's coarse mel, refined by
         `steps` Euler steps of the flow decoder (a "dvae" model has none: the coarse mel as it is);
-        call inside :meth:`inference`."""
+        `residual` (1, L): second-level codes of a DVAE with a residual codebook, None for the first
+        level alone; call inside :meth:`inference`."""
         dvae, flow = self._flow_decoder()
-        coarse = dvae.decode(codes, cond.dvae_speaker, weights=cond.dvae_weights)
+        coarse = dvae.decode(codes, cond.dvae_speaker, weights=cond.dvae_weights, residual=residual)
         if flow is None:
             return coarse
         return flow.generate(coarse, codes, steps=steps, generator=generator, speaker=cond.flow_speaker)
@@ -491,12 +492,21 @@ class TextToSpeech:
         return self.models.dvae, self.models.flow
 
     def encode_speech(self, wav: np.ndarray) -> torch.Tensor:
-        """Mono float32 audio at :attr:`sample_rate` -> DVAE codes (1, L)."""
+        """Mono float32 audio at :attr:`sample_rate` -> DVAE codes (1, L): the first level, which
+        the GPT predicts."""
+        return self.encode_speech_levels(wav)[0]
+
+    def encode_speech_levels(self, wav: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mono float32 audio -> (codes (1, L), residual codes (1, L), or None when the DVAE has
+        no residual codebook)."""
         dvae, _ = self._flow_decoder()
         check_speech(wav, self.sample_rate)
         with self.inference():
             mel = audio.mel_spectrogram(torch.from_numpy(wav.astype(np.float32)).to(self.device), self.diffusion_mel)
-            return dvae.encode(audio.normalize_mel(mel))
+            mel = audio.normalize_mel(mel)
+            if dvae.has_residual:
+                return dvae.encode_residual(mel)
+            return dvae.encode(mel), None
 
     def reconstruct(self, wav: np.ndarray, voice: Voice | Conditioning | None = None, steps: int = 8,
                     seed: int | None = 0) -> np.ndarray:
@@ -504,14 +514,14 @@ class TextToSpeech:
 
         In the recording's own voice (conditioned on the recording itself) or, with `voice`, in
         another: the ceiling of what the GPT can reach, and a re-voicing of a recording."""
-        codes = self.encode_speech(wav)
+        codes, residual = self.encode_speech_levels(wav)
         if voice is None:
             cond = self.conditioning_from_clips([wav.astype(np.float32)])
         else:
             cond = voice if isinstance(voice, Conditioning) else self.conditioning(voice)
         generator = torch.Generator(self.device).manual_seed(seed if seed is not None else secrets.randbits(63))
         with self.inference():
-            mel = self.decode_codes(codes, cond, steps, generator)
+            mel = self.decode_codes(codes, cond, steps, generator, residual)
             return self.vocode(audio.denormalize_mel(mel), generator)
 
     @property

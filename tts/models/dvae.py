@@ -9,7 +9,10 @@ upsampling; with ``pitch_bins > 0`` the upsampled stages also hear a pitch conto
 (log F0 and voicing): the true one in training (tts.pitch), otherwise the decoder's own prediction
 from the codes. An MSE decoder that must guess the pitch smears the harmonics into a haze; given a
 contour, even the predicted mean one, it can draw them (FastSpeech 2's variance adaptor does the
-same for its mel decoder). With ``context_blocks > 0``, dilated blocks at the code rate before the first upsampling
+same for its mel decoder). With ``residual_tokens > 0`` a second codebook (plain vectors, not unit
+ones) quantises the difference between the encoder's output and its first-level entry, as in
+residual vector quantisation (SoundStream): two codes a step, the first what a GPT predicts, the
+second the detail it left. With ``context_blocks > 0``, dilated blocks at the code rate before the first upsampling
 widen what each frame hears to a few seconds. With ``speaker_dim > 0`` the decoder also hears a speaker vector (from a clip of the
 same speaker, :class:`~tts.models.blocks.SpeakerEncoder`) added after each of its residual blocks,
 so the codes need not spend their few bits on timbre and carry content instead (as LSCodec does).
@@ -49,6 +52,7 @@ class DVAEConfig:
     speaker_channels: int = 128  # width of the speaker encoder
     context_blocks: int = 0  # dilated blocks at the code rate in the decoder (dilation 1, 2, 4, ...)
     pitch_bins: int = 0  # > 0: the decoder renders a pitch contour (log F0 in this many bins + unvoiced)
+    residual_tokens: int = 0  # > 0: a second codebook of this size quantises what the first one left
 
     @classmethod
     def tortoise(cls) -> "DVAEConfig":
@@ -142,13 +146,17 @@ class PitchEmbedding(nn.Module):
 
 
 class Quantizer(nn.Module):
-    """Nearest-neighbour codebook with EMA updates (in training mode) and dead-code restarts."""
+    """Nearest-neighbour codebook with EMA updates (in training mode) and dead-code restarts.
+    With `unit` the inputs and entries are unit vectors (the first level); without, plain vectors
+    (the residual level, whose inputs are the differences the first level left)."""
 
-    def __init__(self, num_tokens: int, dim: int, decay: float, restart_below: float):
+    def __init__(self, num_tokens: int, dim: int, decay: float, restart_below: float, unit: bool = True):
         super().__init__()
         self.decay = decay
         self.restart_below = restart_below
-        self.register_buffer("codebook", F.normalize(torch.randn(num_tokens, dim), dim=1))
+        self.unit = unit
+        start = torch.randn(num_tokens, dim)
+        self.register_buffer("codebook", F.normalize(start, dim=1) if unit else 1e-3 * start)
         self.register_buffer("ema_count", torch.zeros(num_tokens))
         self.register_buffer("ema_sum", torch.zeros(num_tokens, dim))
 
@@ -161,7 +169,8 @@ class Quantizer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z (B, dim, T) -> (quantised z with straight-through gradient (B, dim, T), codes (B, T))."""
-        z = F.normalize(z, dim=1)  # codes live on the unit sphere: nearest = most similar direction
+        if self.unit:
+            z = F.normalize(z, dim=1)  # codes live on the unit sphere: nearest = most similar direction
         b, d, t = z.shape
         flat = z.transpose(1, 2).reshape(-1, d)
         codes = self.codes(flat.detach().float())
@@ -185,7 +194,8 @@ class Quantizer(nn.Module):
         self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         n = self.ema_count.sum()
         smoothed = (self.ema_count + 1e-5) / (n + num_tokens * 1e-5) * n  # Laplace smoothing
-        self.codebook.copy_(F.normalize(self.ema_sum / smoothed[:, None], dim=1))
+        means = self.ema_sum / smoothed[:, None]
+        self.codebook.copy_(F.normalize(means, dim=1) if self.unit else means)
         dead = self.ema_count < self.restart_below * self.ema_count.mean()
         if dead.any():
             self._restart(dead, flat)
@@ -193,7 +203,9 @@ class Quantizer(nn.Module):
     def _restart(self, which: torch.Tensor, flat: torch.Tensor) -> None:
         """Move the entries `which` (K,) bool onto random encoder outputs, with the average usage."""
         picks = flat[torch.randint(0, flat.shape[0], (int(which.sum()),), device=flat.device)]
-        picks = F.normalize(picks + 1e-3 * torch.randn_like(picks), dim=1)
+        picks = picks + 1e-3 * torch.randn_like(picks)
+        if self.unit:
+            picks = F.normalize(picks, dim=1)
         if _distributed():
             torch.distributed.broadcast(picks, 0)
         usage = max(float(self.ema_count.mean()), flat.shape[0] / self.codebook.shape[0])
@@ -219,6 +231,9 @@ class DVAE(nn.Module):
         enc += [nn.Conv1d(ch, config.codebook_dim, 1)]
         self.encoder = nn.Sequential(*enc)
         self.quantizer = Quantizer(config.num_tokens, config.codebook_dim, config.ema_decay, config.restart_below)
+        if config.residual_tokens:
+            self.residual = Quantizer(config.residual_tokens, config.codebook_dim, config.ema_decay,
+                                      config.restart_below, unit=False)
         dec = [nn.Conv1d(config.codebook_dim, ch, k, padding=k // 2), nn.ReLU()]
         dec += [ResBlock(ch, k) for _ in range(config.resblocks)]
         for _ in range(config.downsamples):
@@ -307,8 +322,15 @@ class DVAE(nn.Module):
         (B, codebook_dim, T' / f), commitment loss, codes (B, T' / f)); T' as in :meth:`forward`."""
         z = self.encoder(self._trim(mel))  # (B, codebook_dim, T'/f)
         quantised, codes = self.quantizer(z)
+        if self.has_residual:
+            fine, _ = self.residual(F.normalize(z, dim=1) - quantised.detach())
+            quantised = quantised + fine
         commitment = self.config.commitment * F.mse_loss(F.normalize(z, dim=1), quantised.detach())
         return quantised, commitment, codes
+
+    @property
+    def has_residual(self) -> bool:
+        return bool(self.config.residual_tokens)
 
     @torch.no_grad()
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
@@ -318,20 +340,43 @@ class DVAE(nn.Module):
         return self.quantizer.codes(z.transpose(1, 2).reshape(-1, d).float()).view(b, t)
 
     @torch.no_grad()
+    def encode_residual(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised mel (B, C, T) -> (codes, residual codes), each (B, T // f): the second level
+        quantises what the first left (z minus its entry). Needs ``residual_tokens``."""
+        if not self.has_residual:
+            raise ValueError("this DVAE has no residual codebook (residual_tokens = 0)")
+        z = F.normalize(self.encoder(self._trim(mel)), dim=1).float()  # (B, D, L)
+        b, d, t = z.shape
+        flat = z.transpose(1, 2).reshape(-1, d)
+        codes = self.quantizer.codes(flat)
+        rest = flat - self.quantizer.codebook[codes]
+        return codes.view(b, t), self.residual.codes(rest).view(b, t)
+
+    def vectors(self, codes: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes (B, L) [and residual codes (B, L)] -> the decoder's input (B, codebook_dim, L)."""
+        quantised = self.quantizer.codebook[codes]
+        if residual is not None:
+            quantised = quantised + self.residual.codebook[residual]
+        return quantised.transpose(1, 2)
+
+    @torch.no_grad()
     def decode(self, codes: torch.Tensor, speaker: torch.Tensor | None = None,
                pitch: tuple[torch.Tensor, torch.Tensor] | None = None,
-               weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+               weights: dict[str, torch.Tensor] | None = None,
+               residual: torch.Tensor | None = None) -> torch.Tensor:
         """Codes (B, L) -> normalised mel (B, C, L * f); `speaker` (B, speaker_dim) from
         :meth:`speaker` when the decoder is conditioned; `pitch` as in :meth:`_decode`; `weights`
         (name -> tensor) replace the model's own for this call (a fine-tuned voice's decoder,
-        tts.models.lowrank.merge), the module itself unchanged."""
-        return self.decode_mel(codes, speaker, pitch, weights)
+        tts.models.lowrank.merge), the module itself unchanged; `residual` (B, L): second-level codes
+        (:meth:`encode_residual`), None to decode from the first level alone."""
+        return self.decode_mel(codes, speaker, pitch, weights, residual)
 
     def decode_mel(self, codes: torch.Tensor, speaker: torch.Tensor | None = None,
                    pitch: tuple[torch.Tensor, torch.Tensor] | None = None,
-                   weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                   weights: dict[str, torch.Tensor] | None = None,
+                   residual: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`decode` with autograd (gradients reach `speaker` and `weights`: fine-tuning a voice)."""
-        quantised = self.quantizer.codebook[codes].transpose(1, 2)
+        quantised = self.vectors(codes, residual)
         if not weights:
             return self._decode(quantised, speaker, pitch)
         return torch.func.functional_call(_Decoding(self), {f"dvae.{k}": v for k, v in weights.items()},

@@ -9,6 +9,7 @@ through the corpus's own processing (the renders are cached), and every stage is
 - G1, the DVAE alone: mel -> codes -> DVAE decoder (speaker vector from a corpus clip of the same
   speaker; a pitched decoder guesses the pitch from the codes) -> HiFi-GAN; for a pitched decoder
   also ``g1_true_pitch``, the same with the recording's own pitch contour (the decoder's ceiling);
+  for a DVAE with a residual codebook G1 decodes both levels and ``g1_first`` the first alone;
 - G2, the decoder: mel -> codes -> the flow decoder (prior: the DVAE's coarse mel; conditioned on
   the codes and the speaker clip) -> HiFi-GAN.
 
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 MEL = audio.HIFIGAN_MEL
 DEFAULT_SENTENCES = Path(__file__).resolve().parents[2] / "benchmarks" / "sentences.txt"
 REFERENCE_SECONDS = 3.0  # the speaker clip, as the trainers use
-STAGES = ("original", "g0", "g1", "g1_true_pitch", "g2")
+STAGES = ("original", "g0", "g1", "g1_first", "g1_true_pitch", "g2")
 
 
 def render(voice: str, sentences: list[str], cache: Path, first: int = 0) -> list[np.ndarray]:
@@ -89,7 +90,12 @@ class Stages:
             mel = audio.normalize_mel(log_mel)
             codes = self.dvae.encode(mel)  # (1, T / 4)
             speaker = self.dvae.speaker(ref) if self.dvae.conditioned else None
-            coarse = self.dvae.decode(codes, speaker)  # (1, C, T') normalised
+            if self.dvae.has_residual:  # G1 from both levels; "g1_first": the first level alone
+                codes, residual = self.dvae.encode_residual(mel)
+                coarse = self.dvae.decode(codes, speaker, residual=residual)
+                out["g1_first"] = self.vocode(audio.denormalize_mel(self.dvae.decode(codes, speaker)))
+            else:
+                coarse = self.dvae.decode(codes, speaker)  # (1, C, T') normalised
             out["g1"] = self.vocode(audio.denormalize_mel(coarse))
             if self.dvae.pitched:  # the decoder's ceiling: the recording's own contour instead of its guess
                 hz = torch.from_numpy(f0(wav, MEL.sample_rate))[None, :coarse.shape[-1]]

@@ -122,9 +122,12 @@ class DVAETraining(nn.Module):
 
     def __init__(self, config: DVAEConfig, l1: float = 0.0, ctc: float = 0.0, phoneme_classes: int = 0,
                  freeze_codes: bool = False, adversarial: float = 0.0, feature_matching: float = 1.0,
-                 unquantised: bool = False):
+                 unquantised: bool = False, residual_dropout: float = 0.0):
         super().__init__()
         self.dvae = DVAE(config)
+        # the share of utterances decoded from the first level alone, so that the decoder still
+        # renders codes whose second level nobody predicted (a GPT without a residual head)
+        self.residual_dropout = residual_dropout
         self.freeze_codes = freeze_codes  # True: encoder and codebook fixed, only the decoder side learns
         if freeze_codes:
             if ctc:
@@ -159,6 +162,14 @@ class DVAETraining(nn.Module):
             quantised, commitment = dvae.quantizer.codebook[codes].transpose(1, 2), mel.new_zeros(())
             if self.unquantised:
                 quantised = F.normalize(dvae.encoder(mel), dim=1)  # (B, codebook_dim, L), no gradient
+            elif dvae.has_residual:  # the second level learns (EMA) what the first leaves, in training
+                with torch.no_grad():
+                    rest = F.normalize(dvae.encoder(mel), dim=1).float() - quantised
+                    fine, _ = dvae.residual(rest)  # (B, codebook_dim, L)
+                    if self.training and self.residual_dropout:
+                        keep = torch.rand(fine.shape[0], 1, 1, device=fine.device) >= self.residual_dropout
+                        fine = fine * keep
+                quantised = quantised + fine.to(quantised.dtype)
         else:
             quantised, commitment, codes = dvae.quantise(mel)  # (B, codebook_dim, L), (), (B, L)
         speaker = dvae.speaker(ref_mel) if dvae.conditioned else None
@@ -293,7 +304,8 @@ class DVAETask(CorpusData):
                                        freeze_codes=bool(config.task_options.get("freeze_codes", False)),
                                        adversarial=float(config.task_options.get("adversarial", 0.0)),
                                        feature_matching=float(config.task_options.get("feature_matching", 1.0)),
-                                       unquantised=bool(config.task_options.get("unquantised", False)))
+                                       unquantised=bool(config.task_options.get("unquantised", False)),
+                                       residual_dropout=float(config.task_options.get("residual_dropout", 0.0)))
         except ValueError as exc:
             raise TTSError(f"[task]: {exc}") from None
         self.load_corpus()
