@@ -453,3 +453,12 @@ def test_decoder_only_run_learns_a_residual_codebook_and_keeps_the_first_codes(t
     assert all(torch.equal(old[k], new[k]) for k in old if k.startswith(("encoder.", "quantizer.codebook")))
     assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
     assert exported.has_residual and float(exported.residual.ema_count.sum()) > 0
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_training_runs_in_float32_on_a_cpu_that_would_emulate_it(native, corpus, tmp_path, monkeypatch):
+    import tts.train.loop
+
+    monkeypatch.setattr(tts.train.loop, "cpu_has_native_bf16", lambda: native)
+    trainer = train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path) + ['run.precision="bf16"'])
+    assert trainer.autocast_dtype == (torch.bfloat16 if native else None)
