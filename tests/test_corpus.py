@@ -314,6 +314,29 @@ def test_build_writes_audio_manifest_and_readme(tmp_path, pool, fake_voices):
     assert "## Build time" in readme and "| fake | " in readme.split("## Build time")[1]
 
 
+def test_sigterm_stops_the_build_as_ctrl_c_does_and_logs_it(tmp_path, pool, fake_voices):
+    import os
+    import signal
+
+    out = tmp_path / "corpus"
+    calls = []
+
+    def progress(done, target):
+        calls.append(done)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        build(out, pool, ["fake"], hours=0.006, progress=progress)
+    assert signal.getsignal(signal.SIGTERM) is before
+    (run,) = corpus_module.read_builds(out)
+    records = manifest_lines(out)
+    assert 0 < run["new_items"] == len(records) < 10
+    report = build(out, pool, ["fake"], hours=0.006)  # a rerun goes on
+    assert report.new_items > 0 and len(corpus_module.read_builds(out)) == 2
+
+
 def test_variant_audio_is_pitch_shifted(tmp_path, pool, fake_voices):
     out = tmp_path / "corpus"
     build(out, pool, ["fake"], hours=0.003)

@@ -26,6 +26,7 @@ skips finished items. One build at a time may write to OUT (a lock file).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import itertools
 import json
@@ -34,6 +35,7 @@ import multiprocessing
 import multiprocessing.util
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -412,7 +414,7 @@ def build_corpus(
     settings = {"format": SETTINGS_FORMAT, "seed": seed, "speakers": [s.name for s in speakers],
                 "pool_size": len(pool), "pool_digest": pool_digest(pool), "mix": dict(DEFAULT_MIX)}
     start = time.perf_counter()
-    with _BuildLock(out):
+    with _BuildLock(out), _stop_on_sigterm():
         _check_settings(out, settings)
         records = read_manifest(out, repair=True)
         report = BuildReport(out, hours * 3600)
@@ -423,6 +425,24 @@ def build_corpus(
             _log_build(out, report, workers)
             write_readme(out, read_manifest(out), settings, pool)
     return report
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """SIGTERM (a session's end, `kill`) stops the build as Ctrl-C does: the workers are shut down
+    instead of left running, and the build is logged. Only the main thread can take signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _log_build(out: Path, report: BuildReport, workers: int) -> None:
