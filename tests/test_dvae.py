@@ -64,23 +64,26 @@ def test_low_rank_updates_decode_as_merged_weights_and_leave_the_model_alone():
     assert "not a decoder weight" in lowrank.check(model, {"dvae_lowrank.encoder.0.weight.a": factors[name]})
 
 
-def test_residual_codebook_quantises_what_the_first_level_left():
+def test_residual_levels_quantise_in_turn_what_the_levels_before_left():
     import pytest
 
     torch.manual_seed(0)
     model = DVAE(DVAEConfig(mel_channels=16, channels=32, num_tokens=8, codebook_dim=16, resblocks=1,
-                            residual_tokens=32, ema_decay=0.8)).train()
+                            residual_tokens=32, residual_levels=2, ema_decay=0.8)).train()
     mel = torch.randn(4, 16, 64)
-    for _ in range(30):  # the EMA fits both codebooks to the encoder's outputs
+    for _ in range(30):  # the EMA fits every codebook to the encoder's outputs
         model.quantise(mel)
     model.eval()
     codes, residual = model.encode_residual(mel)
-    assert torch.equal(codes, model.encode(mel)) and residual.shape == codes.shape == (4, 16)
+    assert torch.equal(codes, model.encode(mel)) and residual.shape == (4, 2, 16)
     z = F.normalize(model.encoder(mel), dim=1)
-    first, both = model.vectors(codes), model.vectors(codes, residual)
-    assert (z - both).pow(2).mean() < 0.6 * (z - first).pow(2).mean()
+    errors = [(z - model.vectors(codes, residual[:, :n])).pow(2).mean() for n in range(3)]
+    assert errors[2] < errors[1] < 0.6 * errors[0]
+    assert torch.equal(model.vectors(codes, residual[:, :0]), model.vectors(codes))
     assert model.decode(codes, residual=residual).shape == (4, 16, 64)
     assert not torch.equal(model.decode(codes, residual=residual), model.decode(codes))
+    with pytest.raises(ValueError, match="residual"):
+        model.vectors(codes, torch.zeros(4, 3, 16, dtype=torch.long))
     with pytest.raises(ValueError, match="residual"):
         tiny().encode_residual(mel)
 

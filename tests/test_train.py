@@ -437,22 +437,22 @@ def test_a_run_takes_in_what_a_growing_corpus_adds(tmp_path):
     assert sum(len(v) for v in trainer.task.splits.values()) >= len(lines)
 
 
-def test_decoder_only_run_learns_a_residual_codebook_and_keeps_the_first_codes(trained, corpus, tmp_path):
-    """A second, residual codebook added to a trained DVAE: the first level's codes (a GPT's) stay bit for
-    bit, the second level learns from the data, and the decoder learns to render both."""
+def test_decoder_only_run_learns_residual_codebooks_and_keeps_the_first_codes(trained, corpus, tmp_path):
+    """Residual codebooks added to a trained DVAE: the first level's codes (a GPT's) stay bit for bit,
+    the residual levels learn from the data, and the decoder learns to render them."""
     from tts.checkpoints import load_component
 
     start = trained / "dvae" / "model.safetensors"
     items = [o.replace(str(trained / "dvae"), str(tmp_path / "dvae")) for o in overrides("dvae", corpus, trained, steps=2)]
     items += [f'task.init="{start}"', "task.freeze_codes=true", "task.ctc=0", "model.residual_tokens=16",
-              "task.residual_dropout=0.5", "optim.lr=1e-2"]
+              "model.residual_levels=2", "task.residual_dropout=0.5", "optim.lr=1e-2"]
     train("dvae", CONFIGS / "dvae.toml", items)
     old = load_component(start, "dvae").state_dict()
     exported = load_component(tmp_path / "dvae" / "model.safetensors", "dvae")
     new = exported.state_dict()
     assert all(torch.equal(old[k], new[k]) for k in old if k.startswith(("encoder.", "quantizer.codebook")))
     assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
-    assert exported.has_residual and float(exported.residual.ema_count.sum()) > 0
+    assert exported.has_residual and all(float(level.ema_count.sum()) > 0 for level in exported.residuals)
 
 
 @pytest.mark.parametrize("native", [True, False])

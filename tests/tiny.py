@@ -99,7 +99,7 @@ def tiny_flow_modules(seed: int = 0, residual_tokens: int = 0) -> dict[str, torc
                            speaker_dim=16, speaker_channels=16, context_blocks=1, pitch_bins=8,
                            residual_tokens=residual_tokens))
     if residual_tokens:  # entries of the residual's size (the random start is near zero)
-        dvae.residual.codebook.normal_(std=0.1)
+        dvae.residuals[0].codebook.normal_(std=0.1)
     flow = FlowDecoder(FlowConfig(mel_channels=80, channels=32, layers=2, num_codes=codes, code_dim=8,
                                   speaker_dim=16, speaker_channels=16, time_dim=16))
     vocoder = HifiGanGenerator(dataclass_replace(HifiGanConfig.universal(), upsample_initial_channel=32))

@@ -478,8 +478,8 @@ class TextToSpeech:
                      generator: torch.Generator | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
         """DVAE codes (1, L) -> normalised mel (1, C, 4 L): the DVAE decoder's coarse mel, refined by
         `steps` Euler steps of the flow decoder (a "dvae" model has none: the coarse mel as it is);
-        `residual` (1, L): second-level codes of a DVAE with a residual codebook, None for the first
-        level alone; call inside :meth:`inference`."""
+        `residual` (1, n, L): the codes of the first n residual levels of a DVAE with residual
+        codebooks, None for the first level alone; call inside :meth:`inference`."""
         dvae, flow = self._flow_decoder()
         coarse = dvae.decode(codes, cond.dvae_speaker, weights=cond.dvae_weights, residual=residual)
         if flow is None:
@@ -497,8 +497,8 @@ class TextToSpeech:
         return self.encode_speech_levels(wav)[0]
 
     def encode_speech_levels(self, wav: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Mono float32 audio -> (codes (1, L), residual codes (1, L), or None when the DVAE has
-        no residual codebook)."""
+        """Mono float32 audio -> (codes (1, L), residual codes (1, levels, L), or None when the DVAE
+        has no residual codebooks)."""
         dvae, _ = self._flow_decoder()
         check_speech(wav, self.sample_rate)
         with self.inference():

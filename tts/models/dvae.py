@@ -9,10 +9,10 @@ upsampling; with ``pitch_bins > 0`` the upsampled stages also hear a pitch conto
 (log F0 and voicing): the true one in training (tts.pitch), otherwise the decoder's own prediction
 from the codes. An MSE decoder that must guess the pitch smears the harmonics into a haze; given a
 contour, even the predicted mean one, it can draw them (FastSpeech 2's variance adaptor does the
-same for its mel decoder). With ``residual_tokens > 0`` a second codebook (plain vectors, not unit
-ones) quantises the difference between the encoder's output and its first-level entry, as in
-residual vector quantisation (SoundStream): two codes a step, the first what a GPT predicts, the
-second the detail it left. With ``context_blocks > 0``, dilated blocks at the code rate before the first upsampling
+same for its mel decoder). With ``residual_tokens > 0``, ``residual_levels`` more codebooks (plain
+vectors, not unit ones) quantise in turn what the levels before left of the encoder's output, as in
+residual vector quantisation (SoundStream): 1 + residual_levels codes a step, the first what a GPT
+predicts, the others the detail it left. With ``context_blocks > 0``, dilated blocks at the code rate before the first upsampling
 widen what each frame hears to a few seconds. With ``speaker_dim > 0`` the decoder also hears a speaker vector (from a clip of the
 same speaker, :class:`~tts.models.blocks.SpeakerEncoder`) added after each of its residual blocks,
 so the codes need not spend their few bits on timbre and carry content instead (as LSCodec does).
@@ -52,7 +52,8 @@ class DVAEConfig:
     speaker_channels: int = 128  # width of the speaker encoder
     context_blocks: int = 0  # dilated blocks at the code rate in the decoder (dilation 1, 2, 4, ...)
     pitch_bins: int = 0  # > 0: the decoder renders a pitch contour (log F0 in this many bins + unvoiced)
-    residual_tokens: int = 0  # > 0: a second codebook of this size quantises what the first one left
+    residual_tokens: int = 0  # > 0: residual codebooks of this size quantise what the first level left
+    residual_levels: int = 1  # how many residual codebooks, each quantising what the levels before left
 
     @classmethod
     def tortoise(cls) -> "DVAEConfig":
@@ -232,8 +233,9 @@ class DVAE(nn.Module):
         self.encoder = nn.Sequential(*enc)
         self.quantizer = Quantizer(config.num_tokens, config.codebook_dim, config.ema_decay, config.restart_below)
         if config.residual_tokens:
-            self.residual = Quantizer(config.residual_tokens, config.codebook_dim, config.ema_decay,
-                                      config.restart_below, unit=False)
+            self.residuals = nn.ModuleList(
+                Quantizer(config.residual_tokens, config.codebook_dim, config.ema_decay, config.restart_below, unit=False)
+                for _ in range(config.residual_levels))
         dec = [nn.Conv1d(config.codebook_dim, ch, k, padding=k // 2), nn.ReLU()]
         dec += [ResBlock(ch, k) for _ in range(config.resblocks)]
         for _ in range(config.downsamples):
@@ -323,7 +325,7 @@ class DVAE(nn.Module):
         z = self.encoder(self._trim(mel))  # (B, codebook_dim, T'/f)
         quantised, codes = self.quantizer(z)
         if self.has_residual:
-            fine, _ = self.residual(F.normalize(z, dim=1) - quantised.detach())
+            fine, _ = self.quantise_residual(F.normalize(z, dim=1) - quantised.detach())
             quantised = quantised + fine
         commitment = self.config.commitment * F.mse_loss(F.normalize(z, dim=1), quantised.detach())
         return quantised, commitment, codes
@@ -339,24 +341,41 @@ class DVAE(nn.Module):
         b, d, t = z.shape
         return self.quantizer.codes(z.transpose(1, 2).reshape(-1, d).float()).view(b, t)
 
+    def quantise_residual(self, rest: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the first level left (B, codebook_dim, L) -> (its quantisation by the residual levels,
+        summed (B, codebook_dim, L); the codes of each level (B, levels, L)); in training mode the
+        residual codebooks learn (EMA)."""
+        total, codes = torch.zeros_like(rest), []
+        for level in self.residuals:
+            fine, level_codes = level(rest - total)
+            total, codes = total + fine, codes + [level_codes]
+        return total, torch.stack(codes, 1)
+
     @torch.no_grad()
     def encode_residual(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised mel (B, C, T) -> (codes, residual codes), each (B, T // f): the second level
-        quantises what the first left (z minus its entry). Needs ``residual_tokens``."""
+        """Normalised mel (B, C, T) -> (codes (B, T // f), residual codes (B, levels, T // f)): each
+        residual level quantises what the levels before left. Needs ``residual_tokens``."""
         if not self.has_residual:
             raise ValueError("this DVAE has no residual codebook (residual_tokens = 0)")
         z = F.normalize(self.encoder(self._trim(mel)), dim=1).float()  # (B, D, L)
         b, d, t = z.shape
         flat = z.transpose(1, 2).reshape(-1, d)
         codes = self.quantizer.codes(flat)
-        rest = flat - self.quantizer.codebook[codes]
-        return codes.view(b, t), self.residual.codes(rest).view(b, t)
+        rest, residual = flat - self.quantizer.codebook[codes], []
+        for level in self.residuals:
+            level_codes = level.codes(rest)
+            rest, residual = rest - level.codebook[level_codes], residual + [level_codes.view(b, t)]
+        return codes.view(b, t), torch.stack(residual, 1)
 
     def vectors(self, codes: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """Codes (B, L) [and residual codes (B, L)] -> the decoder's input (B, codebook_dim, L)."""
+        """Codes (B, L) [and residual codes (B, n, L) of the first n <= residual_levels levels] -> the
+        decoder's input (B, codebook_dim, L)."""
         quantised = self.quantizer.codebook[codes]
         if residual is not None:
-            quantised = quantised + self.residual.codebook[residual]
+            if residual.dim() != 3 or residual.shape[1] > len(self.residuals):
+                raise ValueError(f"residual codes must be (B, n <= {len(self.residuals)}, L), got {tuple(residual.shape)}")
+            for level, level_codes in zip(self.residuals, residual.unbind(1)):
+                quantised = quantised + level.codebook[level_codes]
         return quantised.transpose(1, 2)
 
     @torch.no_grad()
@@ -367,8 +386,8 @@ class DVAE(nn.Module):
         """Codes (B, L) -> normalised mel (B, C, L * f); `speaker` (B, speaker_dim) from
         :meth:`speaker` when the decoder is conditioned; `pitch` as in :meth:`_decode`; `weights`
         (name -> tensor) replace the model's own for this call (a fine-tuned voice's decoder,
-        tts.models.lowrank.merge), the module itself unchanged; `residual` (B, L): second-level codes
-        (:meth:`encode_residual`), None to decode from the first level alone."""
+        tts.models.lowrank.merge), the module itself unchanged; `residual` (B, n, L): the codes of the
+        first n residual levels (:meth:`encode_residual`), None to decode from the first level alone."""
         return self.decode_mel(codes, speaker, pitch, weights, residual)
 
     def decode_mel(self, codes: torch.Tensor, speaker: torch.Tensor | None = None,

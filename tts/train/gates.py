@@ -9,7 +9,7 @@ through the corpus's own processing (the renders are cached), and every stage is
 - G1, the DVAE alone: mel -> codes -> DVAE decoder (speaker vector from a corpus clip of the same
   speaker; a pitched decoder guesses the pitch from the codes) -> HiFi-GAN; for a pitched decoder
   also ``g1_true_pitch``, the same with the recording's own pitch contour (the decoder's ceiling);
-  for a DVAE with a residual codebook G1 decodes both levels and ``g1_first`` the first alone;
+  for a DVAE with residual codebooks G1 decodes every level and ``g1_first`` the first alone;
 - G2, the decoder: mel -> codes -> the flow decoder (prior: the DVAE's coarse mel; conditioned on
   the codes and the speaker clip) -> HiFi-GAN.
 
@@ -90,7 +90,7 @@ class Stages:
             mel = audio.normalize_mel(log_mel)
             codes = self.dvae.encode(mel)  # (1, T / 4)
             speaker = self.dvae.speaker(ref) if self.dvae.conditioned else None
-            if self.dvae.has_residual:  # G1 from both levels; "g1_first": the first level alone
+            if self.dvae.has_residual:  # G1 from every level; "g1_first": the first level alone
                 codes, residual = self.dvae.encode_residual(mel)
                 coarse = self.dvae.decode(codes, speaker, residual=residual)
                 out["g1_first"] = self.vocode(audio.denormalize_mel(self.dvae.decode(codes, speaker)))

@@ -125,8 +125,8 @@ class DVAETraining(nn.Module):
                  unquantised: bool = False, residual_dropout: float = 0.0):
         super().__init__()
         self.dvae = DVAE(config)
-        # the share of utterances decoded from the first level alone, so that the decoder still
-        # renders codes whose second level nobody predicted (a GPT without a residual head)
+        # the share of utterances decoded from fewer residual levels (down to the first level alone), so
+        # that the decoder still renders codes whose detail nobody predicted (a GPT without a residual head)
         self.residual_dropout = residual_dropout
         self.freeze_codes = freeze_codes  # True: encoder and codebook fixed, only the decoder side learns
         if freeze_codes:
@@ -162,13 +162,13 @@ class DVAETraining(nn.Module):
             quantised, commitment = dvae.quantizer.codebook[codes].transpose(1, 2), mel.new_zeros(())
             if self.unquantised:
                 quantised = F.normalize(dvae.encoder(mel), dim=1)  # (B, codebook_dim, L), no gradient
-            elif dvae.has_residual:  # the second level learns (EMA) what the first leaves, in training
+            elif dvae.has_residual:  # the residual levels learn (EMA) what the first leaves, in training
                 with torch.no_grad():
                     rest = F.normalize(dvae.encoder(mel), dim=1).float() - quantised
-                    fine, _ = dvae.residual(rest)  # (B, codebook_dim, L)
+                    _, residual = dvae.quantise_residual(rest)  # (B, levels, L)
+                    fine = dvae.vectors(codes, residual) - quantised  # (B, codebook_dim, L) per level, summed
                     if self.training and self.residual_dropout:
-                        keep = torch.rand(fine.shape[0], 1, 1, device=fine.device) >= self.residual_dropout
-                        fine = fine * keep
+                        fine = self._drop_levels(dvae, codes, residual, quantised, fine)
                 quantised = quantised + fine.to(quantised.dtype)
         else:
             quantised, commitment, codes = dvae.quantise(mel)  # (B, codebook_dim, L), (), (B, L)
@@ -212,6 +212,18 @@ class DVAETraining(nn.Module):
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
         return {"loss": loss, "mse": mse.detach(), "commitment": commitment.detach(),
                 "perplexity": perplexity.detach(), **extra}
+
+    def _drop_levels(self, dvae: DVAE, codes: torch.Tensor, residual: torch.Tensor, first: torch.Tensor,
+                     fine: torch.Tensor) -> torch.Tensor:
+        """For a `residual_dropout` share of the utterances keep only the first n residual levels, n
+        uniform in 0 .. levels - 1 (SoundStream's quantiser dropout), so that any prefix decodes.
+        codes (B, L), residual (B, levels, L), first: the first level's vectors (B, D, L); fine: what
+        all residual levels add (B, D, L), changed in place."""
+        for i in range(fine.shape[0]):
+            if torch.rand(()) < self.residual_dropout:
+                n = int(torch.randint(0, residual.shape[1], ()))
+                fine[i] = dvae.vectors(codes[i:i + 1], residual[i:i + 1, :n])[0] - first[i]
+        return fine
 
     def _adversarial(self, recon: torch.Tensor, mel: torch.Tensor, frame_mask: torch.Tensor | None,
                      mse: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
