@@ -12,6 +12,7 @@ import random
 import torch
 
 from tts.checkpoints import load_component
+from tts.precision import cpu_has_native_bf16
 from tts.train.config import load_config
 from tts.train.tasks import DVAETask
 
@@ -25,13 +26,15 @@ def main() -> None:
     config = load_config(args.config)
     task = DVAETask(config, torch.device("cpu"))
     task.module.eval()
+    native_bf16 = cpu_has_native_bf16()  # as the trainer: float32 where bf16 would be emulated
     for path in args.weights:
         task.module.dvae = load_component(path, "dvae").eval()  # its own config (context blocks or not)
         batches = task.batches("val", random.Random(1234), (0, 1))  # the trainer's validation batches
         mse = 0.0
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            for _ in range(config.data.val_batches):
-                mse += float(task.module(**next(batches))["mse"]) / config.data.val_batches
+        for _ in range(config.data.val_batches):
+            batch = next(batches)  # outside autocast: mels computed here are cached in float32
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16):
+                mse += float(task.module(**batch)["mse"]) / config.data.val_batches
         print(f"{path}: validation MSE {mse:.5f}")
 
 
