@@ -149,7 +149,7 @@ class PitchEmbedding(nn.Module):
 class Quantizer(nn.Module):
     """Nearest-neighbour codebook with EMA updates (in training mode) and dead-code restarts.
     With `unit` the inputs and entries are unit vectors (the first level); without, plain vectors
-    (the residual level, whose inputs are the differences the first level left)."""
+    (the residual levels, whose inputs are what the levels before them left)."""
 
     def __init__(self, num_tokens: int, dim: int, decay: float, restart_below: float, unit: bool = True):
         super().__init__()
