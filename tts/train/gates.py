@@ -88,13 +88,13 @@ class Stages:
         out = {"g0": self.vocode(log_mel)}
         if self.dvae is not None:
             mel = audio.normalize_mel(log_mel)
-            codes = self.dvae.encode(mel)  # (1, T / 4)
             speaker = self.dvae.speaker(ref) if self.dvae.conditioned else None
             if self.dvae.has_residual:  # G1 from every level; "g1_first": the first level alone
-                codes, residual = self.dvae.encode_residual(mel)
+                codes, residual = self.dvae.encode_residual(mel)  # (1, T / 4), (1, levels, T / 4)
                 coarse = self.dvae.decode(codes, speaker, residual=residual)
                 out["g1_first"] = self.vocode(audio.denormalize_mel(self.dvae.decode(codes, speaker)))
             else:
+                codes = self.dvae.encode(mel)  # (1, T / 4)
                 coarse = self.dvae.decode(codes, speaker)  # (1, C, T') normalised
             out["g1"] = self.vocode(audio.denormalize_mel(coarse))
             if self.dvae.pitched:  # the decoder's ceiling: the recording's own contour instead of its guess

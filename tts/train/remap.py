@@ -21,6 +21,7 @@ from ..checkpoints import load_component, save_component
 from ..errors import TTSError
 from ..models.gpt import SpeechGPT
 
+
 def nearest_old_codes(old_codebook: torch.Tensor, new_codebook: torch.Tensor) -> torch.Tensor:
     """Unit-vector codebooks (K_old, d), (K_new, d) -> (K_new,) index of the most similar old code."""
     if old_codebook.shape[1] != new_codebook.shape[1]:

@@ -165,8 +165,7 @@ class DVAETraining(nn.Module):
             elif dvae.has_residual:  # the residual levels learn (EMA) what the first leaves, in training
                 with torch.no_grad():
                     rest = F.normalize(dvae.encoder(mel), dim=1).float() - quantised
-                    _, residual = dvae.quantise_residual(rest)  # (B, levels, L)
-                    fine = dvae.vectors(codes, residual) - quantised  # (B, codebook_dim, L) per level, summed
+                    fine, residual = dvae.quantise_residual(rest)  # (B, codebook_dim, L), (B, levels, L)
                     if self.training and self.residual_dropout:
                         fine = self._drop_levels(dvae, codes, residual, quantised, fine)
                 quantised = quantised + fine.to(quantised.dtype)
