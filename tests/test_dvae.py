@@ -86,6 +86,8 @@ def test_residual_levels_quantise_in_turn_what_the_levels_before_left():
         model.vectors(codes, torch.zeros(4, 3, 16, dtype=torch.long))
     with pytest.raises(ValueError, match="residual"):
         tiny().encode_residual(mel)
+    with pytest.raises(ValueError, match="residual_levels"):
+        DVAE(DVAEConfig(mel_channels=16, channels=32, num_tokens=8, codebook_dim=16, residual_tokens=8, residual_levels=0))
 
 
 def test_stages_gate_both_levels_and_the_first_alone():

@@ -233,6 +233,8 @@ class DVAE(nn.Module):
         self.encoder = nn.Sequential(*enc)
         self.quantizer = Quantizer(config.num_tokens, config.codebook_dim, config.ema_decay, config.restart_below)
         if config.residual_tokens:
+            if config.residual_levels < 1:
+                raise ValueError(f"residual_levels must be at least 1 with residual_tokens (got {config.residual_levels})")
             self.residuals = nn.ModuleList(
                 Quantizer(config.residual_tokens, config.codebook_dim, config.ema_decay, config.restart_below, unit=False)
                 for _ in range(config.residual_levels))
