@@ -277,39 +277,6 @@ def test_dvae_l1_term_is_logged_and_trained(corpus, tmp_path):
     assert all(float(r["loss"]) > float(r["mse"]) + 0.5 * float(r["l1"]) - 1e-6 for r in rows)
 
 
-def test_envelope_loss_judges_the_spectral_envelope_and_the_frame_to_frame_change():
-    from tts.models.dvae import DVAEConfig
-    from tts.train.tasks import DVAETraining, dct_basis
-
-    config = DVAEConfig(mel_channels=16, channels=8, num_tokens=8, codebook_dim=4, resblocks=1)
-    mel = torch.randn(2, 16, 12)
-    mask = torch.ones(2, 12, dtype=torch.bool)
-    mask[1, 8:] = False
-    # all coefficients and no delta: the plain masked MSE (the basis is orthonormal)
-    whole = DVAETraining(config, envelope=16)
-    recon = mel + torch.randn_like(mel)
-    plain = ((recon - mel) ** 2 * mask[:, None]).sum() / (mask.sum() * 16)
-    assert torch.allclose(whole._shaped_error(recon, mel, mask)["envelope_mse"], plain)
-    # an error in the fine ripple over the bins (above the kept coefficients) costs nothing
-    envelope = DVAETraining(config, envelope=4)
-    ripple = dct_basis(16, 16)[8:].T @ torch.randn(8, 12)  # (16, 12)
-    assert envelope._shaped_error(mel + ripple, mel, mask)["envelope_mse"] < 1e-10
-    # an error constant over time has no frame-to-frame change
-    timed = DVAETraining(config, delta=1.0)
-    terms = timed._shaped_error(mel + torch.randn(2, 16, 1), mel, mask)
-    assert terms["delta"] < 1e-10 < terms["mel_mse"]
-
-
-def test_envelope_and_delta_train_and_bad_values_are_refused(corpus, tmp_path):
-    train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=2) + ["task.envelope=20", "task.delta=2"])
-    rows = list(csv.DictReader(open(tmp_path / "dvae" / "log.csv")))
-    assert all(float(r["envelope_mse"]) > 0 and float(r["delta"]) > 0 for r in rows)
-    with pytest.raises(TTSError, match="envelope"):
-        train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path / "a") + ["task.envelope=81"])
-    with pytest.raises(TTSError, match="delta"):
-        train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path / "b") + ["task.delta=-1"])
-
-
 def test_resume_continues_from_the_checkpoint(corpus, tmp_path):
     train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=2))
     log = tmp_path / "dvae" / "log.csv"

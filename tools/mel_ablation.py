@@ -19,6 +19,7 @@ ablation loses. `--transcripts` also prints each misheard sentence with what was
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,23 @@ from tts import audio
 from tts.evaluate import JUDGE_SAMPLE_RATE, error_rates, load_judges, read_sentences, scoring_text
 from tts.models.hifigan import load_universal_hifigan
 from tts.train.gates import DEFAULT_SENTENCES, MEL, render
-from tts.train.tasks import dct_basis
+
+
+def dct_basis(channels: int, keep: int) -> torch.Tensor:
+    """The first `keep` rows of the orthonormal DCT-II over `channels` mel bins: (keep, channels)."""
+    n = torch.arange(channels, dtype=torch.float64)
+    k = torch.arange(keep, dtype=torch.float64)[:, None]
+    basis = torch.cos(math.pi * (n + 0.5) * k / channels) * math.sqrt(2 / channels)
+    basis[0] /= math.sqrt(2)
+    return basis.float()
 
 
 def parse_ablation(text: str) -> tuple[int, int]:
     block, _, keep = text.partition(":")
-    n, k = int(block), int(keep or MEL.n_mels)
+    try:
+        n, k = int(block), int(keep or MEL.n_mels)
+    except ValueError:
+        n, k = 0, 0
     if n < 1 or not 1 <= k <= MEL.n_mels:
         raise SystemExit(f"error: ablation {text!r}: blocks of at least 1 frame, 1 .. {MEL.n_mels} coefficients")
     return n, k

@@ -122,19 +122,9 @@ class DVAETraining(nn.Module):
 
     def __init__(self, config: DVAEConfig, l1: float = 0.0, ctc: float = 0.0, phoneme_classes: int = 0,
                  freeze_codes: bool = False, adversarial: float = 0.0, feature_matching: float = 1.0,
-                 unquantised: bool = False, residual_dropout: float = 0.0, envelope: int = 0, delta: float = 0.0):
+                 unquantised: bool = False, residual_dropout: float = 0.0):
         super().__init__()
         self.dvae = DVAE(config)
-        if not 0 <= envelope <= config.mel_channels:
-            raise ValueError(f"envelope must be 0 (the whole mel) or 1 .. {config.mel_channels} (got {envelope})")
-        if delta < 0:
-            raise ValueError(f"delta must be 0 or more (got {delta})")
-        # envelope > 0: the reconstruction is judged on the first `envelope` cosine coefficients over the mel
-        # bins (the spectral envelope; the pitch harmonics' fine ripple, which the codes leave open, is
-        # left out); delta: the weight of the error in the frame-to-frame change (the transitions)
-        self.register_buffer("basis", dct_basis(config.mel_channels, envelope) if envelope else None,
-                             persistent=False)
-        self.delta = delta
         # the share of utterances decoded from fewer residual levels (down to the first level alone), so
         # that the decoder still renders codes whose detail nobody predicted (a GPT without a residual head)
         self.residual_dropout = residual_dropout
@@ -194,13 +184,8 @@ class DVAETraining(nn.Module):
             weight = frame_mask[:, None, :recon.shape[-1]].to(recon.dtype).expand_as(recon)
             mse = ((recon - mel) ** 2 * weight).sum() / weight.sum()
             l1 = ((recon - mel).abs() * weight).sum() / weight.sum() if self.l1 else None
+        loss = mse + commitment
         extra = {}
-        if self.basis is None and not self.delta:
-            loss = mse + commitment
-        else:
-            shaped = self._shaped_error(recon, mel, frame_mask)
-            loss = sum(shaped.values()) + commitment
-            extra.update({k: v.detach() for k, v in shaped.items()})
         if l1 is not None:
             loss, extra = loss + self.l1 * l1, {"l1": l1.detach()}
         if self.critic is not None:
@@ -226,23 +211,6 @@ class DVAETraining(nn.Module):
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
         return {"loss": loss, "mse": mse.detach(), "commitment": commitment.detach(),
                 "perplexity": perplexity.detach(), **extra}
-
-    def _shaped_error(self, recon: torch.Tensor, mel: torch.Tensor,
-                      frame_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """The reconstruction terms of `envelope` and `delta`, each a squared error summed over its
-        coefficients and divided by the number of real mel values (the scale of the plain MSE).
-        recon, mel (B, C, T); frame_mask (B, T) or None."""
-        mask = (torch.ones_like(mel[:, 0]) if frame_mask is None else frame_mask[:, :recon.shape[-1]].to(recon.dtype))
-        values = mask.sum() * mel.shape[1]
-        error = recon - mel  # (B, C, T)
-        if self.basis is not None:
-            error = torch.einsum("kc,bct->bkt", self.basis, error)  # (B, K, T)
-        terms = {"envelope_mse" if self.basis is not None else "mel_mse": (error ** 2 * mask[:, None]).sum() / values}
-        if self.delta:
-            both = (mask[:, 1:] * mask[:, :-1])[:, None]  # (B, 1, T - 1): both frames real
-            change = error[..., 1:] - error[..., :-1]
-            terms["delta"] = self.delta * (change ** 2 * both).sum() / values
-        return terms
 
     def _drop_levels(self, dvae: DVAE, codes: torch.Tensor, residual: torch.Tensor, first: torch.Tensor,
                      fine: torch.Tensor) -> torch.Tensor:
@@ -283,15 +251,6 @@ class DVAETraining(nn.Module):
                 logged["gan_weight"] = weight
                 loss = loss + self.adversarial * weight * gan
         return loss, logged
-
-
-def dct_basis(channels: int, keep: int) -> torch.Tensor:
-    """The first `keep` rows of the orthonormal DCT-II over `channels` mel bins: (keep, channels)."""
-    n = torch.arange(channels, dtype=torch.float64)
-    k = torch.arange(keep, dtype=torch.float64)[:, None]
-    basis = torch.cos(math.pi * (n + 0.5) * k / channels) * math.sqrt(2 / channels)
-    basis[0] /= math.sqrt(2)
-    return basis.float()
 
 
 def pitch_losses(predicted: torch.Tensor, pitch: tuple[torch.Tensor, torch.Tensor],
@@ -357,9 +316,7 @@ class DVAETask(CorpusData):
                                        adversarial=float(config.task_options.get("adversarial", 0.0)),
                                        feature_matching=float(config.task_options.get("feature_matching", 1.0)),
                                        unquantised=bool(config.task_options.get("unquantised", False)),
-                                       residual_dropout=float(config.task_options.get("residual_dropout", 0.0)),
-                                       envelope=int(config.task_options.get("envelope", 0)),
-                                       delta=float(config.task_options.get("delta", 0.0)))
+                                       residual_dropout=float(config.task_options.get("residual_dropout", 0.0)))
         except ValueError as exc:
             raise TTSError(f"[task]: {exc}") from None
         self.load_corpus()
