@@ -13,7 +13,8 @@ An ablation `N:K`:
 
 `1:80` is G0. With `--dvae` the DVAE's own decoding (G1) and its squared error against the true log
 mel are printed beside the ablations' errors, to compare what the decoder loses with what each
-ablation loses. `--transcripts` also prints each misheard sentence with what was heard.
+ablation loses (a DVAE with residual levels decodes its first level alone, as `tts speak` does).
+`--transcripts` also prints each misheard sentence with what was heard.
 """
 
 from __future__ import annotations
@@ -91,7 +92,10 @@ def main() -> None:
         names = [f"{n}:{k}" for n, k in ablations] + (["G1"] if dvae is not None else [])
         heard: dict[str, list[str]] = {name: [] for name in names}
         errors: dict[str, list[float]] = {name: [] for name in names}
-        speaker = dvae.speaker(reference_mel(corpus, voice)) if dvae is not None and dvae.conditioned else None
+        speaker = None
+        if dvae is not None and dvae.conditioned:
+            with torch.inference_mode():
+                speaker = dvae.speaker(reference_mel(corpus, voice))
         for wav in render(voice, sentences, Path(args.cache)):
             log_mel = audio.mel_spectrogram(torch.from_numpy(wav), MEL)  # (1, C, T)
             versions = {f"{n}:{k}": ablate(log_mel, n, k) for n, k in ablations}
