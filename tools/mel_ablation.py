@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from tts import audio
+from tts.errors import TTSError
 from tts.evaluate import JUDGE_SAMPLE_RATE, error_rates, load_judges, read_sentences, scoring_text
 from tts.models.hifigan import load_universal_hifigan
 from tts.train.gates import DEFAULT_SENTENCES, MEL, render
@@ -121,4 +122,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except TTSError as exc:
+        raise SystemExit(f"error: {exc}") from None
