@@ -15,6 +15,7 @@ import click
 from tts.errors import TTSError
 from tts.precision import PRECISIONS, VOCODER_PRECISIONS
 from tts.sampling.options import PRESETS, SAMPLERS
+from tts.train.config import TASKS as TRAIN_TASKS
 
 
 def user_errors(func):
@@ -360,7 +361,7 @@ def convert_tortoise(src, dst, half):
 
 
 @main.command()
-@click.argument("task", type=click.Choice(["dvae", "gpt", "diffusion", "flow"]))
+@click.argument("task", type=click.Choice(TRAIN_TASKS))
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Override a config value, e.g. --set optim.steps=100 (repeatable).")
@@ -369,7 +370,7 @@ def convert_tortoise(src, dst, half):
                    "(ema) or the current (live) weights.")
 @user_errors
 def train(task, config, overrides, export_weights):
-    """Train TASK (dvae, gpt, diffusion or flow) from the TOML file CONFIG; resumes where a run stopped.
+    """Train TASK (dvae, gpt, diffusion, flow or vocoder) from the TOML file CONFIG; resumes where a run stopped.
 
     Several processes: python -m torch.distributed.run --nproc_per_node N -m tts.train TASK CONFIG
     """
@@ -389,6 +390,8 @@ def train(task, config, overrides, export_weights):
 @click.option("--dvae", "dvae_path", required=True, type=click.Path(dir_okay=False), help="Trained DVAE component.")
 @click.option("--reader", "reader_path", type=click.Path(dir_okay=False),
               help="The DVAE run's code reader (reader.safetensors): it ranks the GPT's candidates by how they read.")
+@click.option("--vocoder", "vocoder_path", type=click.Path(dir_okay=False),
+              help="A vocoder trained with `tts train vocoder` (default: the universal HiFi-GAN, referenced).")
 @click.option("--name", default="triforce-small", show_default=True)
 @click.option("--precision", "storage", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
               help="How weights are stored (int8 is smallest; training restarts from it only approximately).")
@@ -402,8 +405,8 @@ def train(task, config, overrides, export_weights):
               help="The GPT's training corpus: its codes per phoneme token go into the card (the stop rule's "
                    "expected length).")
 @user_errors
-def export_model(dst, gpt_path, flow_path, diffusion_path, dvae_path, reader_path, name, storage, int8_roles,
-                 diffusion_input, cond_seconds, corpus):
+def export_model(dst, gpt_path, flow_path, diffusion_path, dvae_path, reader_path, vocoder_path, name, storage,
+                 int8_roles, diffusion_input, cond_seconds, corpus):
     """Assemble trained components into the model directory DST."""
     import torch
 
@@ -411,7 +414,8 @@ def export_model(dst, gpt_path, flow_path, diffusion_path, dvae_path, reader_pat
 
     export(dst, gpt_path, diffusion_path, dvae_path, flow_path=flow_path, name=name,
            int8=True if storage == "int8" else set(int8_roles), dtype=torch.float16 if storage == "fp16" else None,
-           diffusion_input=diffusion_input, cond_seconds=cond_seconds, corpus=corpus, reader_path=reader_path)
+           diffusion_input=diffusion_input, cond_seconds=cond_seconds, corpus=corpus, reader_path=reader_path,
+           vocoder_path=vocoder_path)
     click.echo(f"wrote {dst}")
 
 

@@ -375,7 +375,7 @@ def test_config_errors(tmp_path):
     bad.write_text('[task]\nname = "gpt"\n[model]\nlayers = 1\n[data]\nbogus = 1\n')
     with pytest.raises(TTSError, match="bogus"):
         load_config(bad)
-    bad.write_text('[task]\nname = "vocoder"\n')
+    bad.write_text('[task]\nname = "tokenizer"\n')
     with pytest.raises(TTSError, match="task must be one of"):
         load_config(bad)
     with pytest.raises(TTSError, match="does not exist"):

@@ -1,8 +1,8 @@
 """Which detail of a mel does the recogniser need? Take each voice's TRUE mel of the public sentences,
-remove one kind of detail, vocode it (universal HiFi-GAN) and print Whisper WER %.
+remove one kind of detail, vocode it (universal HiFi-GAN, or `--vocoder`) and print Whisper WER %.
 
     python -m tools.mel_ablation VOICE[,VOICE...] [--ablations 1:80,4:80,1:20,4:20] [--cache DIR]
-        [--sentences N] [--dvae D.safetensors --corpus DIR]
+        [--sentences N] [--dvae D.safetensors --corpus DIR] [--vocoder V.safetensors]
 
 An ablation `N:K`:
 
@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from tts import audio
+from tts.checkpoints import UNIVERSAL_HIFIGAN, load_hifigan
 from tts.errors import TTSError
 from tts.evaluate import JUDGE_SAMPLE_RATE, error_rates, load_judges, read_sentences, scoring_text
-from tts.models.hifigan import load_universal_hifigan
 from tts.train.gates import DEFAULT_SENTENCES, MEL, render
 
 
@@ -76,10 +76,11 @@ def main() -> None:
     parser.add_argument("--dvae", help="also decode each mel through this DVAE (G1)")
     parser.add_argument("--corpus", default="/work/corpus", help="the speaker clip for --dvae's decoder")
     parser.add_argument("--transcripts", action="store_true", help="print the misheard sentences")
+    parser.add_argument("--vocoder", default=UNIVERSAL_HIFIGAN, help="a hifigan component instead of the universal one")
     args = parser.parse_args()
     ablations = [parse_ablation(a) for a in args.ablations.split(",")]
     torch.set_num_threads(1)
-    vocoder, judges = load_universal_hifigan().eval(), load_judges(threads=1)
+    vocoder, judges = load_hifigan(args.vocoder).eval(), load_judges(threads=1)
     dvae = None
     if args.dvae:
         from tts.checkpoints import load_component

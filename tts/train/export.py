@@ -1,5 +1,6 @@
 """Assemble a model directory from trained components: phoneme GPT + a decoder (the DVAE with its flow
-decoder, or a diffusion decoder) + the universal HiFi-GAN vocoder (referenced, not copied), with the
+decoder, or a diffusion decoder) + a vocoder (the universal HiFi-GAN, referenced, not copied, or one
+trained by `tts train vocoder`, stored without the tensors it shares with the universal one), with the
 DVAE's silence codes for the fix-up. Without a GPT the directory is decoder-only: it reconstructs
 speech (`tts reconstruct`) but does not read text."""
 
@@ -78,7 +79,8 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
                  cond_seconds: float = 3.0, int8: bool | Collection[str] = False,
                  dtype: torch.dtype | None = torch.float16,
                  diffusion_input: str = "codes", presets: dict | None = None,
-                 corpus: str | Path | None = None, reader_path: str | Path | None = None) -> Path:
+                 corpus: str | Path | None = None, reader_path: str | Path | None = None,
+                 vocoder_path: str | Path | None = None) -> Path:
     """Write DST. At most one of `diffusion_path` and `flow_path` (neither: the DVAE's coarse mel is
     the output, for gating a GPT early); `int8` stores large matrices as int8 (smallest; training
     restarts from it only approximately): True for every component, or the roles named (e.g. gpt,
@@ -86,13 +88,15 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
     records its codes per phoneme token and the longest chunk of text it reads (:func:`chunk_tokens`),
     and the presets refuse a stop before
     :data:`MIN_LENGTH_RATIO` of the expected length. `reader_path`: the code reader of the DVAE's run
-    (``reader.safetensors``), which then ranks the GPT's candidates; it must read this DVAE's codes."""
+    (``reader.safetensors``), which then ranks the GPT's candidates; it must read this DVAE's codes.
+    `vocoder_path`: a hifigan component (`tts train vocoder`) stored as the vocoder; without one the
+    card references the universal HiFi-GAN."""
     if diffusion_path is not None and flow_path is not None:
         raise TTSError("give one decoder: a flow decoder (with its DVAE) or a diffusion decoder")
     dvae = load_component(dvae_path, "dvae")
     silence, end = silence_codes(dvae)
     cond_samples = int(cond_seconds * audio.HIFIGAN_SAMPLE_RATE)
-    modules = {"vocoder": UNIVERSAL_HIFIGAN}
+    modules = {"vocoder": UNIVERSAL_HIFIGAN if vocoder_path is None else load_component(vocoder_path, "hifigan")}
     if gpt_path is not None:
         modules["gpt"] = load_component(gpt_path, "gpt")
     if reader_path is not None:

@@ -13,8 +13,12 @@ through the corpus's own processing (the renders are cached), and every stage is
 - G2, the decoder: mel -> codes -> the flow decoder (prior: the DVAE's coarse mel; conditioned on
   the codes and the speaker clip) -> HiFi-GAN.
 
+`--vocoder` puts a hifigan component (a cheaper vocoder, `tts train vocoder`) in every stage's place of
+the universal HiFi-GAN: its G0 against the universal one's is what it loses.
+
     python -m tts.train.gates --corpus /work/corpus --dvae runs/dvae/model.safetensors \
-        [--decoder runs/decoder/model.safetensors] [--voices joe,slt] [--first 15] [--sentences 15] [--out report.json]
+        [--decoder runs/decoder/model.safetensors] [--vocoder V.safetensors] [--voices joe,slt] [--first 15]
+        [--sentences 15] [--out report.json]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 import torch
 
 from .. import audio
+from ..checkpoints import UNIVERSAL_HIFIGAN
 from ..errors import TTSError
 from ..evaluate import (JUDGE_SAMPLE_RATE, cosine, error_rates, load_judges, read_sentences, scoring_text,
                         voice_embedding)
@@ -111,12 +116,12 @@ class Stages:
 
 
 def run_gates(corpus_dir: str, dvae_path: str | None, decoder_path: str | None, voices: list[str],
-              sentences: list[str], cache: Path, decoder_steps: int = 8, first: int = 0) -> dict:
-    from ..checkpoints import load_component
-    from ..models.hifigan import load_universal_hifigan
+              sentences: list[str], cache: Path, decoder_steps: int = 8, first: int = 0,
+              vocoder: str = UNIVERSAL_HIFIGAN) -> dict:
+    from ..checkpoints import load_component, load_hifigan
 
     corpus = Corpus(corpus_dir)
-    stages = Stages(load_universal_hifigan(), decoder_steps=decoder_steps)
+    stages = Stages(load_hifigan(vocoder), decoder_steps=decoder_steps)
     if dvae_path:
         stages.dvae = load_component(dvae_path, "dvae").eval()
     if decoder_path:
@@ -124,7 +129,7 @@ def run_gates(corpus_dir: str, dvae_path: str | None, decoder_path: str | None, 
     judges = load_judges(threads=1)
     refs = [scoring_text(s) for s in sentences]
     report = {"sentences": len(sentences), "first": first, "dvae": dvae_path, "decoder": decoder_path,
-              "decoder_steps": decoder_steps, "voices": {}}
+              "decoder_steps": decoder_steps, "vocoder": vocoder, "voices": {}}
     generator = torch.Generator().manual_seed(0)
     for voice in voices:
         start = time.perf_counter()
@@ -185,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dvae")
     parser.add_argument("--decoder")
     parser.add_argument("--decoder-steps", type=int, default=8)
+    parser.add_argument("--vocoder", default=UNIVERSAL_HIFIGAN,
+                        help=f"a hifigan component for every stage (default: {UNIVERSAL_HIFIGAN})")
     parser.add_argument("--voices", default=",".join(DEFAULT_VOICES))
     parser.add_argument("--sentences", type=int, default=0, help="N public sentences (0: all)")
     parser.add_argument("--first", type=int, default=0, help="skip this many sentences before them")
@@ -200,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         sentences = sentences[:args.sentences]
     voices = [v.strip() for v in args.voices.split(",") if v.strip()]
     report = run_gates(args.corpus, args.dvae, args.decoder, voices, sentences, Path(args.cache),
-                       args.decoder_steps, args.first)
+                       args.decoder_steps, args.first, args.vocoder)
     if args.out:
         write_text_atomic(args.out, json.dumps(report, indent=2) + "\n")
     print(table(report))

@@ -1,4 +1,5 @@
-"""The three training tasks: DVAE (mel <-> codes), GPT (text + voice -> codes), diffusion (latents + voice -> mel).
+"""The training tasks: DVAE (mel <-> codes), GPT (text + voice -> codes), diffusion (latents + voice -> mel),
+flow (codes + voice -> mel), vocoder (mel -> audio, a cheaper generator made from a trained one).
 
 Each task builds its trainable module (a thin wrapper whose forward returns the losses, so that
 DistributedDataParallel sees the whole computation), its batches, and its export: the trained
@@ -7,6 +8,7 @@ weights as one safetensors component (config embedded) that later tasks and the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -21,12 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import audio
-from ..checkpoints import load_component, save_component
+from ..checkpoints import UNIVERSAL_HIFIGAN, WEIGHTS_BASE, load_component, load_hifigan, save_component
 from ..errors import TTSError
 from ..models.diffusion import DiffusionConfig, DiffusionDecoder
 from ..models.dvae import DVAE, LOG_F0_CENTER, LOG_F0_SCALE, DVAEConfig, pitch_from_hz
 from ..models.flow import FlowConfig, FlowDecoder
 from ..models.gpt import GPTConfig, SpeechGPT
+from ..models.hifigan import HifiGanGenerator, keep_resblocks
 from ..models.reader import FRAMES_PER_CODE, CodeReader, ReaderConfig
 from ..sampling.diffusion import TRAINED_STEPS, NoiseSchedule, linear_betas
 from ..text.phonemes import PhonemeTokenizer
@@ -699,7 +702,124 @@ class FlowTask(CodedCorpusTask):
         return path
 
 
-TASKS = {"dvae": DVAETask, "gpt": GPTTask, "diffusion": DiffusionTask, "flow": FlowTask}
+# ------------------------------------------------------------------------------------------- vocoder
+
+STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the multi-resolution loss
+
+
+def stft_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Multi-resolution STFT loss of audio (B, S): spectral convergence plus log-magnitude L1, averaged."""
+    total = out.new_zeros(())
+    for n_fft, hop in STFT_RESOLUTIONS:
+        window = torch.hann_window(n_fft, device=out.device)
+        mags = [torch.stft(x, n_fft, hop, window=window, return_complex=True).abs().clamp_min(1e-5)
+                for x in (out, target)]  # (B, n_fft / 2 + 1, frames) each
+        total = total + torch.linalg.norm(mags[0] - mags[1]) / torch.linalg.norm(mags[1])
+        total = total + (mags[0].log() - mags[1].log()).abs().mean()
+    return total / len(STFT_RESOLUTIONS)
+
+
+@contextlib.contextmanager
+def stage_outputs(generator: HifiGanGenerator) -> Iterator[list[torch.Tensor]]:
+    """Collects, during a forward pass, each upsampling stage's output (after its leaky ReLU: the input
+    of the next upsampler, or of conv_post): (B, C0 / 2^(i+1), T * rate_0 ... rate_i) per stage i."""
+    taps: list[torch.Tensor] = []
+    handles = [m.register_forward_pre_hook(lambda _module, args: taps.append(args[0]))
+               for m in [*generator.ups[1:], generator.conv_post]]
+    try:
+        yield taps
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class VocoderTraining(nn.Module):
+    """A HiFi-GAN generator fine-tuned on (mel, audio) crops with spectral losses: the mel L1 of
+    HiFi-GAN's own objective and a multi-resolution STFT loss. There is no discriminator: the generator
+    starts from a GAN-trained one (pruned to a cheaper shape) and only has to recover what pruning lost.
+    With a `teacher` (the generator it was pruned from) and `features` > 0, each stage's output is also
+    pulled towards the teacher's on the same mel (L1 relative to the teacher's mean magnitude): a target
+    for every stage, not only for the audio at the end."""
+
+    def __init__(self, generator: HifiGanGenerator, teacher: HifiGanGenerator | None = None, features: float = 0.0):
+        super().__init__()
+        self.generator = generator
+        self.features = features
+        self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None and features else []  # not saved
+
+    def forward(self, mel: torch.Tensor, wav: torch.Tensor) -> dict[str, torch.Tensor]:
+        """mel (B, C, T) log mel; wav (B, T * hop) the audio it was computed from."""
+        with stage_outputs(self.generator) as stages:
+            out = self.generator(mel)[:, 0].float()  # (B, T * hop)
+        mel_l1 = (audio.mel_spectrogram(out, MEL) - audio.mel_spectrogram(wav, MEL)).abs().mean()
+        stft = stft_loss(out, wav)
+        losses = {"loss": mel_l1 + stft, "mel_l1": mel_l1.detach(), "stft": stft.detach()}
+        if self._teacher:
+            with torch.no_grad(), stage_outputs(self._teacher[0]) as targets:
+                self._teacher[0](mel)
+            feature = sum((s.float() - t.float()).abs().mean() / t.float().abs().mean().clamp_min(1e-6)
+                          for s, t in zip(stages, targets)) / len(stages)
+            losses["loss"] = losses["loss"] + self.features * feature
+            losses["features"] = feature.detach()
+        return losses
+
+
+class VocoderTask(CorpusData):
+    """A cheaper vocoder made from a trained one. `[task] base` names the generator to start from (the
+    universal HiFi-GAN by default, or a hifigan component); `[model] resblock_kernel_sizes` the residual
+    blocks it keeps (tts.models.hifigan.keep_resblocks); `[task] freeze` prefixes of parameters that stay
+    as the base has them; `[task] features = W` weighs the pull of each stage towards the base's (see
+    VocoderTraining; it runs the base on every batch). Random crops of `data.crop_seconds` of corpus
+    audio and its cached mel."""
+
+    find_unused_parameters = False
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        self.config = config
+        base_name = config.task_options.get("base", UNIVERSAL_HIFIGAN)
+        base = load_hifigan(base_name)
+        kernels = config.model.get("resblock_kernel_sizes", base.config.resblock_kernel_sizes)
+        other = set(config.model) - {"resblock_kernel_sizes"}
+        if other:
+            raise TTSError(f"[model] of a vocoder run sets only resblock_kernel_sizes (the rest is {base_name}'s), "
+                           f"not {', '.join(sorted(other))}")
+        model_config, weights = keep_resblocks(base.state_dict(), base.config, list(kernels))
+        generator = HifiGanGenerator(model_config)
+        generator.load_state_dict(weights)
+        weights_base = base_name if base_name == UNIVERSAL_HIFIGAN else getattr(base, WEIGHTS_BASE, None)
+        if weights_base:  # its export leaves out the frozen tensors, which the base has
+            setattr(generator, WEIGHTS_BASE, weights_base)
+        frozen = list(config.task_options.get("freeze", []))
+        for name, p in generator.named_parameters():
+            p.requires_grad_(not any(name == f or name.startswith(f + ".") for f in frozen))
+        self.module = VocoderTraining(generator, base, float(config.task_options.get("features", 0.0)))
+        self.load_corpus()
+        self.frames = max(1, int(config.data.crop_seconds * MEL.sample_rate / MEL.hop_length))
+
+    def batches(self, split: str, rng: random.Random, shard: tuple[int, int]) -> Iterator[dict]:
+        items = self.splits[split]
+        hop = MEL.hop_length
+        for idx in bucketed_batches([u.duration for u in items], self.config.data.batch_size, rng, shard):
+            mels, wavs = [], []
+            for i in idx:
+                mel = self.corpus.mel(items[i])  # (C, T); frame t covers samples [t * hop, (t + 1) * hop)
+                wav = audio.load_audio(items[i].audio, MEL.sample_rate)
+                frames = min(mel.shape[1], len(wav) // hop)
+                start = rng.randrange(max(1, frames - self.frames + 1))
+                mel = mel[:, start:start + self.frames]
+                wav = wav[start * hop:(start + mel.shape[1]) * hop]
+                pad = self.frames - mel.shape[1]  # utterances shorter than a crop: silence after them
+                mels.append(np.pad(mel, ((0, 0), (0, pad)), constant_values=audio.LOG_SILENCE))
+                wavs.append(np.pad(wav, (0, pad * hop)))
+            yield {"mel": torch.from_numpy(np.stack(mels)).float(), "wav": torch.from_numpy(np.stack(wavs)).float()}
+
+    def export(self, module: nn.Module, run_dir: Path) -> Path:
+        path = run_dir / EXPORT_FILE
+        save_component(path, "hifigan", module.generator)
+        return path
+
+
+TASKS = {"dvae": DVAETask, "gpt": GPTTask, "diffusion": DiffusionTask, "flow": FlowTask, "vocoder": VocoderTask}
 
 
 def make_task(config: TrainConfig, device: torch.device):
