@@ -160,3 +160,9 @@ def test_load_hifigan_reads_a_component_file_or_names_the_universal_one(tmp_path
     assert load_hifigan(UNIVERSAL_HIFIGAN).config.upsample_initial_channel == 512
     with pytest.raises(TTSError, match="missing model file"):
         load_hifigan(tmp_path / "none.safetensors")
+
+
+def test_freezing_a_layer_the_vocoder_lacks_is_an_error(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus")
+    with pytest.raises(TTSError, match="no parameters named ups.9"):
+        train("vocoder", str(CONFIG), [f'data.corpus="{corpus}"', 'task.freeze=["ups.9"]', f'run.out="{tmp_path / "run"}"'])

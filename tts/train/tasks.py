@@ -790,6 +790,10 @@ class VocoderTask(CorpusData):
         if weights_base:  # its export leaves out the frozen tensors, which the base has
             setattr(generator, WEIGHTS_BASE, weights_base)
         frozen = list(config.task_options.get("freeze", []))
+        names = [name for name, _ in generator.named_parameters()]
+        unknown = [f for f in frozen if not any(n == f or n.startswith(f + ".") for n in names)]
+        if unknown:
+            raise TTSError(f"[task] freeze: the vocoder has no parameters named {', '.join(unknown)}")
         for name, p in generator.named_parameters():
             p.requires_grad_(not any(name == f or name.startswith(f + ".") for f in frozen))
         self.module = VocoderTraining(generator, base, float(config.task_options.get("features", 0.0)))
