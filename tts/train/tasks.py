@@ -764,6 +764,11 @@ class VocoderTraining(nn.Module):
         return losses
 
 
+def _within(name: str, prefix: str) -> bool:
+    """Whether parameter `name` is `prefix` or lies in the module it names."""
+    return name == prefix or name.startswith(prefix + ".")
+
+
 class VocoderTask(CorpusData):
     """A cheaper vocoder made from a trained one. `[task] base` names the generator to start from (the
     universal HiFi-GAN by default, or a hifigan component); `[model] resblock_kernel_sizes` the residual
@@ -790,12 +795,12 @@ class VocoderTask(CorpusData):
         if weights_base:  # its export leaves out the frozen tensors, which the base has
             setattr(generator, WEIGHTS_BASE, weights_base)
         frozen = list(config.task_options.get("freeze", []))
-        names = [name for name, _ in generator.named_parameters()]
-        unknown = [f for f in frozen if not any(n == f or n.startswith(f + ".") for n in names)]
+        params = dict(generator.named_parameters())
+        unknown = [f for f in frozen if not any(_within(name, f) for name in params)]
         if unknown:
             raise TTSError(f"[task] freeze: the vocoder has no parameters named {', '.join(unknown)}")
-        for name, p in generator.named_parameters():
-            p.requires_grad_(not any(name == f or name.startswith(f + ".") for f in frozen))
+        for name, p in params.items():
+            p.requires_grad_(not any(_within(name, f) for f in frozen))
         self.module = VocoderTraining(generator, base, float(config.task_options.get("features", 0.0)))
         self.load_corpus()
         self.frames = max(1, int(config.data.crop_seconds * MEL.sample_rate / MEL.hop_length))
