@@ -815,7 +815,7 @@ class VocoderTask(CorpusData):
                 wav = audio.load_audio(items[i].audio, MEL.sample_rate)
                 frames = min(mel.shape[1], len(wav) // hop)
                 start = rng.randrange(max(1, frames - self.frames + 1))
-                mel = mel[:, start:start + self.frames]
+                mel = mel[:, start:min(start + self.frames, frames)]  # never past the audio's end
                 wav = wav[start * hop:(start + mel.shape[1]) * hop]
                 pad = self.frames - mel.shape[1]  # utterances shorter than a crop: silence after them
                 mels.append(np.pad(mel, ((0, 0), (0, pad)), constant_values=audio.LOG_SILENCE))
