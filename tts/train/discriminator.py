@@ -1,4 +1,5 @@
-"""An adversarial critic for the DVAE decoder's mels (training only; nothing here ships).
+"""Adversarial critics: one for the DVAE decoder's mels, one for a vocoder's audio (training only;
+nothing here ships).
 
 Why: a decoder trained on squared error outputs the mean of the mels its codes leave open. Where the
 codes do not fix the pitch, that mean is a haze over the harmonics, which the vocoder renders as hoarse
@@ -39,6 +40,45 @@ class MelCritic(nn.Module):
             x = F.leaky_relu(layer(x), 0.2)
             features.append(x)
         return self.out(x), features
+
+
+class PeriodCritic(nn.Module):
+    """Audio (B, S) read as a (S / period, period) image: 2-D convolutions along each column (one phase
+    of the period) score how periodic the audio is at that period (HiFi-GAN's multi-period
+    discriminator, at a quarter of its width). -> (scores (B, 1, S', period), inner feature maps)."""
+
+    def __init__(self, period: int, channels: int = 16):
+        super().__init__()
+        self.period = period
+        c = channels
+        widths = [1, c, 4 * c, 8 * c, 8 * c]
+        convs = [nn.Conv2d(i, o, (5, 1), stride=(3, 1), padding=(2, 0)) for i, o in zip(widths, widths[1:])]
+        convs.append(nn.Conv2d(8 * c, 8 * c, (5, 1), padding=(2, 0)))
+        self.layers = nn.ModuleList(nn.utils.parametrizations.weight_norm(conv) for conv in convs)
+        self.out = nn.utils.parametrizations.weight_norm(nn.Conv2d(8 * c, 1, (3, 1), padding=(1, 0)))
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        pad = -wav.shape[-1] % self.period
+        x = F.pad(wav[:, None], (0, pad), mode="reflect")  # (B, 1, S + pad)
+        x = x.view(x.shape[0], 1, -1, self.period)  # (B, 1, S / period, period)
+        features = []
+        for layer in self.layers:
+            x = F.leaky_relu(layer(x), 0.1)
+            features.append(x)
+        return self.out(x), features
+
+
+class MultiPeriodCritic(nn.Module):
+    """One :class:`PeriodCritic` per period; the periods are coprime, so together they see the
+    audio's periodic structure at many lags. Voiced speech is periodic; a vocoder trained only on
+    spectral losses renders it with a wandering phase, which these critics catch."""
+
+    def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11), channels: int = 16):
+        super().__init__()
+        self.critics = nn.ModuleList(PeriodCritic(p, channels) for p in periods)
+
+    def forward(self, wav: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        return [critic(wav) for critic in self.critics]
 
 
 def critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,7 @@ from ..text.phonemes import PhonemeTokenizer
 from .alignment import AlignmentConfig, AttentionTap, diagonality, guided_attention_loss
 from .config import TrainConfig
 from .data import MEL, Corpus, Utterance, bucketed_batches, crop_or_pad, pad_stack
-from .discriminator import MelCritic, adaptive_weight, critic_loss, feature_matching, generator_loss
+from .discriminator import MelCritic, MultiPeriodCritic, adaptive_weight, critic_loss, feature_matching, generator_loss
 
 log = logging.getLogger(__name__)
 
@@ -739,13 +739,24 @@ class VocoderTraining(nn.Module):
     starts from a GAN-trained one (pruned to a cheaper shape) and only has to recover what pruning lost.
     With a `teacher` (the generator it was pruned from) and `features` > 0, each stage's output is also
     pulled towards the teacher's on the same mel (L1 relative to the teacher's mean magnitude): a target
-    for every stage, not only for the audio at the end."""
+    for every stage, not only for the audio at the end.
 
-    def __init__(self, generator: HifiGanGenerator, teacher: HifiGanGenerator | None = None, features: float = 0.0):
+    With `adversarial` > 0 a multi-period critic (tts.train.discriminator) learns to tell the
+    recordings from the generator's audio, and once `adversarial_on` the generator also minimises
+    `adversarial` times its least-squares GAN loss plus `feature_matching` times the L1 distance of the
+    critic's features (HiFi-GAN's terms, averaged over the periods). The spectral losses ignore phase,
+    so alone they leave voiced speech with a wandering phase; the critic judges the waveform. The
+    critic is saved in the run's checkpoint, not exported."""
+
+    def __init__(self, generator: HifiGanGenerator, teacher: HifiGanGenerator | None = None, features: float = 0.0,
+                 adversarial: float = 0.0, feature_matching: float = 2.0):
         super().__init__()
         self.generator = generator
         self.features = features
         self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None and features else []  # not saved
+        self.adversarial, self.feature_matching = adversarial, feature_matching
+        self.critic = MultiPeriodCritic() if adversarial else None
+        self.adversarial_on = False  # False: only the critic learns (its warm-up)
 
     def forward(self, mel: torch.Tensor, wav: torch.Tensor) -> dict[str, torch.Tensor]:
         """mel (B, C, T) log mel; wav (B, T * hop) the audio it was computed from."""
@@ -761,7 +772,31 @@ class VocoderTraining(nn.Module):
                           for s, t in zip(stages, targets)) / len(stages)
             losses["loss"] = losses["loss"] + self.features * feature
             losses["features"] = feature.detach()
+        if self.critic is not None:
+            term, logged = self._adversarial(out, wav)
+            losses["loss"] = losses["loss"] + term
+            losses.update(logged)
         return losses
+
+    def _adversarial(self, out: torch.Tensor, wav: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the critic's loss plus, once on, the generator's adversarial loss; the values to log).
+        out, wav (B, S)."""
+        real = self.critic(wav)
+        fake = self.critic(out.detach())
+        critic = sum(critic_loss(r, f) for (r, _), (f, _) in zip(real, fake)) / len(real)
+        logged = {"critic": critic.detach()}
+        loss = CRITIC_LOSS_SCALE * critic
+        if self.adversarial_on:
+            self.critic.requires_grad_(False)  # the generator's loss moves the generator only
+            try:
+                judged = self.critic(out)
+            finally:
+                self.critic.requires_grad_(True)
+            gan = sum(generator_loss(scores) + self.feature_matching * feature_matching(real_features, features)
+                      for (scores, features), (_, real_features) in zip(judged, real)) / len(judged)
+            logged["gan"] = gan.detach()
+            loss = loss + self.adversarial * gan
+        return loss, logged
 
 
 def _within(name: str, prefix: str) -> bool:
@@ -774,8 +809,10 @@ class VocoderTask(CorpusData):
     universal HiFi-GAN by default, or a hifigan component); `[model] resblock_kernel_sizes` the residual
     blocks it keeps (tts.models.hifigan.keep_resblocks); `[task] freeze` prefixes of parameters that stay
     as the base has them; `[task] features = W` weighs the pull of each stage towards the base's (see
-    VocoderTraining; it runs the base on every batch). Random crops of `data.crop_seconds` of corpus
-    audio and its cached mel."""
+    VocoderTraining; it runs the base on every batch); `[task] adversarial = W` adds a multi-period
+    critic, which learns alone for the first `[task] critic_warmup` steps, and `[task]
+    feature_matching` weighs its feature term (2 by default, as HiFi-GAN). Random crops of
+    `data.crop_seconds` of corpus audio and its cached mel."""
 
     find_unused_parameters = False
 
@@ -801,7 +838,11 @@ class VocoderTask(CorpusData):
             raise TTSError(f"[task] freeze: the vocoder has no parameters named {', '.join(unknown)}")
         for name, p in params.items():
             p.requires_grad_(not any(_within(name, f) for f in frozen))
-        self.module = VocoderTraining(generator, base, float(config.task_options.get("features", 0.0)))
+        options = config.task_options
+        self.critic_warmup = int(options.get("critic_warmup", 0))
+        self.module = VocoderTraining(generator, base, float(options.get("features", 0.0)),
+                                      adversarial=float(options.get("adversarial", 0.0)),
+                                      feature_matching=float(options.get("feature_matching", 2.0)))
         self.load_corpus()
         self.frames = max(1, int(config.data.crop_seconds * MEL.sample_rate / MEL.hop_length))
 
@@ -821,6 +862,9 @@ class VocoderTask(CorpusData):
                 mels.append(np.pad(mel, ((0, 0), (0, pad)), constant_values=audio.LOG_SILENCE))
                 wavs.append(np.pad(wav, (0, pad * hop)))
             yield {"mel": torch.from_numpy(np.stack(mels)).float(), "wav": torch.from_numpy(np.stack(wavs)).float()}
+
+    def set_step(self, step: int) -> None:
+        self.module.adversarial_on = step >= self.critic_warmup
 
     def export(self, module: nn.Module, run_dir: Path) -> Path:
         path = run_dir / EXPORT_FILE
