@@ -462,3 +462,17 @@ def test_bf16_training_runs_in_float32_on_a_cpu_that_would_emulate_it(native, co
     monkeypatch.setattr(tts.train.loop, "cpu_has_native_bf16", lambda: native)
     trainer = train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path) + ['run.precision="bf16"'])
     assert trainer.autocast_dtype == (torch.bfloat16 if native else None)
+
+
+def test_a_part_named_in_lr_scales_gets_its_own_group_at_that_multiple():
+    from tts.train.loop import param_groups
+
+    module = torch.nn.Module()
+    module.body, module.critic = torch.nn.Linear(3, 3), torch.nn.Linear(3, 1)
+    module.lr_scales = {"critic": 10.0}
+    groups = param_groups(module, 0.01)
+    scaled = [g for g in groups if g["lr_scale"] == 10.0]
+    assert {id(p) for g in scaled for p in g["params"]} == {id(module.critic.weight), id(module.critic.bias)}
+    assert [g["weight_decay"] for g in scaled] == [0.01, 0.0]  # the matrix decays, the bias does not
+    plain = param_groups(torch.nn.Linear(3, 3), 0.01)  # without lr_scales: the two groups checkpoints hold
+    assert [(len(g["params"]), g["weight_decay"], g["lr_scale"]) for g in plain] == [(1, 0.01, 1.0), (1, 0.0, 1.0)]

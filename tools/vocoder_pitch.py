@@ -1,13 +1,15 @@
-"""Does a vocoder keep the pitch? Vocode each voice's true mel of the public sentences and compare the
-pitch track (pYIN) of the output with the recording's:
+"""Does a vocoder keep voiced speech periodic? Vocode each voice's true mel of the public sentences and
+measure, in each frame the recording's pitch track (pYIN) calls voiced, how periodic the output is at
+the recording's pitch period:
 
     python -m tools.vocoder_pitch VOICE[,VOICE...] [--vocoder V.safetensors ...] [--sentences N] [--cache DIR]
 
-Per voice and vocoder (the universal HiFi-GAN first, then each `--vocoder`), averaged over sentences:
+Per voice, the recording's own periodicity, then per vocoder (the universal HiFi-GAN first, then each
+`--vocoder`), averaged over sentences:
 
-- cents: the median pitch error, in cents, over the frames both call voiced;
-- unvoiced: the share of the recording's voiced frames that the output's track calls unvoiced (a
-  vocoder whose phase wanders renders voiced speech as noise, which pYIN finds aperiodic);
+- periodicity: the normalised autocorrelation of a 1,024-sample frame at the recording's pitch period,
+  averaged over the voiced frames (1: exactly periodic; a vocoder whose phase wanders renders voiced
+  speech partly as noise, which lowers it);
 - level: the output's RMS level against the recording's, in dB.
 """
 
@@ -30,24 +32,25 @@ PITCH_RANGE_HZ = (60.0, 600.0)
 FRAME, HOP = 1024, 256
 
 
-def pitch_track(wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(f0 Hz per frame, NaN where unvoiced; voiced flags) by pYIN."""
+def voiced_periods(wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(centre sample, pitch period in samples) of each frame pYIN calls voiced."""
     f0, voiced, _ = librosa.pyin(wav, fmin=PITCH_RANGE_HZ[0], fmax=PITCH_RANGE_HZ[1], sr=sample_rate,
-                                 frame_length=FRAME, hop_length=HOP)
-    return f0, voiced
+                                 frame_length=FRAME, hop_length=HOP)  # frame i is centred on sample i * HOP
+    frames = np.flatnonzero(voiced)
+    return frames * HOP, np.round(sample_rate / f0[frames]).astype(int)
 
 
-def pitch_agreement(reference: np.ndarray, output: np.ndarray, sample_rate: int) -> tuple[float, float]:
-    """(median |pitch error| in cents where both are voiced, share of the reference's voiced frames
-    that the output leaves unvoiced)."""
-    f_ref, v_ref = pitch_track(reference, sample_rate)
-    f_out, v_out = pitch_track(output, sample_rate)
-    n = min(len(f_ref), len(f_out))
-    f_ref, v_ref, f_out, v_out = f_ref[:n], v_ref[:n], f_out[:n], v_out[:n]
-    both = v_ref & v_out
-    cents = float(np.median(np.abs(1200 * np.log2(f_out[both] / f_ref[both])))) if both.any() else float("nan")
-    lost = float((v_ref & ~v_out).sum() / max(1, v_ref.sum()))
-    return cents, lost
+def periodicity(wav: np.ndarray, centres: np.ndarray, periods: np.ndarray) -> float:
+    """Mean normalised autocorrelation of the frames around `centres` at lags `periods`."""
+    padded = np.pad(wav.astype(np.float64), FRAME // 2)
+    values = []
+    for centre, lag in zip(centres, periods):
+        frame = padded[centre:centre + FRAME]  # the frame centred on `centre` in the unpadded audio
+        a, b = frame[:-lag], frame[lag:]
+        norm = np.sqrt((a @ a) * (b @ b))
+        if norm > 0:
+            values.append(a @ b / norm)
+    return float(np.mean(values)) if values else float("nan")
 
 
 def level_db(output: np.ndarray, reference: np.ndarray) -> float:
@@ -67,16 +70,18 @@ def main() -> None:
     sentences = read_sentences(DEFAULT_SENTENCES)[:args.sentences]
     for voice in args.voices.split(","):
         wavs = render(voice, sentences, Path(args.cache))
+        tracks = [voiced_periods(wav, MEL.sample_rate) for wav in wavs]
+        own = np.nanmean([periodicity(wav, *track) for wav, track in zip(wavs, tracks)])
+        print(f"{voice} recording: periodicity {own:.3f}", flush=True)
         for name, vocoder in zip(names, vocoders):
             rows = []
-            for wav in wavs:
+            for wav, track in zip(wavs, tracks):
                 with torch.inference_mode():
                     out = vocoder(audio.mel_spectrogram(torch.from_numpy(wav), MEL)).reshape(-1).numpy()
-                ref = wav[:len(out)]
-                rows.append((*pitch_agreement(ref, out, MEL.sample_rate), level_db(out, ref)))
-            cents, lost, level = np.nanmean(np.array(rows), axis=0)
-            print(f"{voice} {name}: cents {cents:.1f}, unvoiced {lost:.3f}, level {level:+.2f} dB", flush=True)
-
+                keep = track[0] + FRAME // 2 <= len(out)  # frames inside the output
+                rows.append((periodicity(out, track[0][keep], track[1][keep]), level_db(out, wav[:len(out)])))
+            value, level = np.nanmean(np.array(rows), axis=0)
+            print(f"{voice} {name}: periodicity {value:.3f}, level {level:+.2f} dB", flush=True)
 
 if __name__ == "__main__":
     try:

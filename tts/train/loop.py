@@ -36,6 +36,21 @@ LOG = "log.csv"
 PLOT = "losses.png"
 
 
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """The optimizer's groups: weight decay on matrices and kernels but not on biases, gains or
+    embeddings; a part named in the module's `lr_scales` ({name prefix: factor}, e.g. a critic that
+    starts from scratch beside a trained generator) steps at that multiple of the schedule's rate."""
+    scales: dict[str, float] = getattr(module, "lr_scales", {})
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {(True, 1.0): [], (False, 1.0): []}  # as checkpoints have
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            decays = p.dim() >= 2 and "emb" not in name
+            scale = next((f for prefix, f in scales.items() if name == prefix or name.startswith(prefix + ".")), 1.0)
+            groups.setdefault((decays, scale), []).append(p)
+    return [{"params": params, "weight_decay": weight_decay if decays else 0.0, "lr_scale": scale}
+            for (decays, scale), params in sorted(groups.items(), key=lambda item: (not item[0][0], item[0][1]))]
+
 class Task(Protocol):
     module: nn.Module
     find_unused_parameters: bool
@@ -110,15 +125,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.task: Task = task_factory(config, self.device)
         self.module = self.task.module.to(self.device)
-        decay, no_decay = [], []
-        for name, p in self.module.named_parameters():
-            if p.requires_grad:
-                (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
         o = config.optim
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=o.lr, betas=(o.beta1, o.beta2),
-        )
+        self.optimizer = torch.optim.AdamW(param_groups(self.module, o.weight_decay), lr=o.lr, betas=(o.beta1, o.beta2))
         precision = config.run.precision
         self.autocast_dtype = half_dtype(precision)  # TTSError for an unknown name
         if precision == "fp16" and self.device.type != "cuda":
@@ -272,7 +280,7 @@ class Trainer:
                 self.task.set_step(self.step)
             lr = learning_rate(self.step, cfg)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             for micro in range(cfg.optim.grad_accum):
                 sync = micro == cfg.optim.grad_accum - 1 or self.world == 1
                 with contextlib.nullcontext() if sync else self.train_model.no_sync():

@@ -749,7 +749,7 @@ class VocoderTraining(nn.Module):
     critic is saved in the run's checkpoint, not exported."""
 
     def __init__(self, generator: HifiGanGenerator, teacher: HifiGanGenerator | None = None, features: float = 0.0,
-                 adversarial: float = 0.0, feature_matching: float = 2.0):
+                 adversarial: float = 0.0, feature_matching: float = 2.0, critic_lr_scale: float = 1.0):
         super().__init__()
         self.generator = generator
         self.features = features
@@ -757,6 +757,7 @@ class VocoderTraining(nn.Module):
         self.adversarial, self.feature_matching = adversarial, feature_matching
         self.critic = MultiPeriodCritic() if adversarial else None
         self.adversarial_on = False  # False: only the critic learns (its warm-up)
+        self.lr_scales = {"critic": critic_lr_scale}  # the critic starts from scratch beside a trained generator
 
     def forward(self, mel: torch.Tensor, wav: torch.Tensor) -> dict[str, torch.Tensor]:
         """mel (B, C, T) log mel; wav (B, T * hop) the audio it was computed from."""
@@ -810,8 +811,9 @@ class VocoderTask(CorpusData):
     blocks it keeps (tts.models.hifigan.keep_resblocks); `[task] freeze` prefixes of parameters that stay
     as the base has them; `[task] features = W` weighs the pull of each stage towards the base's (see
     VocoderTraining; it runs the base on every batch); `[task] adversarial = W` adds a multi-period
-    critic, which learns alone for the first `[task] critic_warmup` steps, and `[task]
-    feature_matching` weighs its feature term (2 by default, as HiFi-GAN). Random crops of
+    critic, which learns alone for the first `[task] critic_warmup` steps at `[task] critic_lr_scale`
+    times the schedule's rate, and `[task] feature_matching` weighs its feature term (2 by default, as
+    HiFi-GAN). Random crops of
     `data.crop_seconds` of corpus audio and its cached mel."""
 
     find_unused_parameters = False
@@ -842,7 +844,8 @@ class VocoderTask(CorpusData):
         self.critic_warmup = int(options.get("critic_warmup", 0))
         self.module = VocoderTraining(generator, base, float(options.get("features", 0.0)),
                                       adversarial=float(options.get("adversarial", 0.0)),
-                                      feature_matching=float(options.get("feature_matching", 2.0)))
+                                      feature_matching=float(options.get("feature_matching", 2.0)),
+                                      critic_lr_scale=float(options.get("critic_lr_scale", 1.0)))
         self.load_corpus()
         self.frames = max(1, int(config.data.crop_seconds * MEL.sample_rate / MEL.hop_length))
 
