@@ -813,8 +813,7 @@ class VocoderTask(CorpusData):
     VocoderTraining; it runs the base on every batch); `[task] adversarial = W` adds a multi-period
     critic, which learns alone for the first `[task] critic_warmup` steps at `[task] critic_lr_scale`
     times the schedule's rate, and `[task] feature_matching` weighs its feature term (2 by default, as
-    HiFi-GAN). Random crops of
-    `data.crop_seconds` of corpus audio and its cached mel."""
+    HiFi-GAN). Random crops of `data.crop_seconds` of corpus audio and its cached mel."""
 
     find_unused_parameters = False
 
