@@ -195,3 +195,13 @@ def test_vocoder_run_with_a_critic_warms_it_up_then_trains_against_it_and_export
     assert any(".critic." in k or k.startswith("critic.") for k in state["model"])  # resumable with its critic
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         assert not any("critic" in k for k in f.keys())
+
+
+def test_the_committed_restart_point_is_the_pruned_vocoder_on_the_universal_base():
+    root = Path(__file__).resolve().parents[1]
+    path = root / "checkpoints" / "training" / "vocoder.safetensors"
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata()["weights_base"] == UNIVERSAL_HIFIGAN
+    vocoder = load_hifigan(path)
+    assert vocoder.config.resblock_kernel_sizes == [3]
+    assert 'base = "checkpoints/training/vocoder.safetensors"' in (root / "configs" / "vocoder-gan.toml").read_text()
