@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=10)
     parser.add_argument("--cache", default="/work/gates")
     args = parser.parse_args()
+    if args.sentences < 1:
+        raise SystemExit(f"error: --sentences {args.sentences}: at least 1")
     torch.set_num_threads(1)
     names = [UNIVERSAL_HIFIGAN, *args.vocoder]
     vocoders = [load_hifigan(name).eval() for name in names]
