@@ -81,6 +81,16 @@ class MultiPeriodCritic(nn.Module):
         return [critic(wav) for critic in self.critics]
 
 
+def judge_frozen(critic: nn.Module, x: torch.Tensor):
+    """The critic's verdict on `x` with the critic's own parameters frozen, so that the generator's
+    adversarial loss moves the generator only; gradients still flow back to `x`."""
+    critic.requires_grad_(False)
+    try:
+        return critic(x)
+    finally:
+        critic.requires_grad_(True)
+
+
 def critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
     """Least-squares GAN: real patches toward 1, decoded ones toward 0."""
     return ((real_scores.float() - 1) ** 2).mean() + (fake_scores.float() ** 2).mean()

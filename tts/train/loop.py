@@ -36,6 +36,10 @@ LOG = "log.csv"
 PLOT = "losses.png"
 
 
+def within_module(name: str, prefix: str) -> bool:
+    """Whether parameter `name` is `prefix` or lies in the module it names."""
+    return name == prefix or name.startswith(prefix + ".")
+
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     """The optimizer's groups: weight decay on matrices and kernels but not on biases, gains or
@@ -46,10 +50,11 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     for name, p in module.named_parameters():
         if p.requires_grad:
             decays = p.dim() >= 2 and "emb" not in name
-            scale = next((f for prefix, f in scales.items() if name == prefix or name.startswith(prefix + ".")), 1.0)
+            scale = next((f for prefix, f in scales.items() if within_module(name, prefix)), 1.0)
             groups.setdefault((decays, scale), []).append(p)
     return [{"params": params, "weight_decay": weight_decay if decays else 0.0, "lr_scale": scale}
             for (decays, scale), params in sorted(groups.items(), key=lambda item: (not item[0][0], item[0][1]))]
+
 
 class Task(Protocol):
     module: nn.Module

@@ -36,7 +36,9 @@ from ..text.phonemes import PhonemeTokenizer
 from .alignment import AlignmentConfig, AttentionTap, diagonality, guided_attention_loss
 from .config import TrainConfig
 from .data import MEL, Corpus, Utterance, bucketed_batches, crop_or_pad, pad_stack
-from .discriminator import MelCritic, MultiPeriodCritic, adaptive_weight, critic_loss, feature_matching, generator_loss
+from .discriminator import (MelCritic, MultiPeriodCritic, adaptive_weight, critic_loss, feature_matching, generator_loss,
+                            judge_frozen)
+from .loop import within_module
 
 log = logging.getLogger(__name__)
 
@@ -242,11 +244,7 @@ class DVAETraining(nn.Module):
         logged = {"critic": critic.detach()}
         loss = CRITIC_LOSS_SCALE * critic
         if self.adversarial_on:
-            self.critic.requires_grad_(False)  # the decoder's loss moves the decoder only
-            try:
-                scores, features = self.critic(recon)
-            finally:
-                self.critic.requires_grad_(True)
+            scores, features = judge_frozen(self.critic, recon)  # the decoder's loss moves the decoder only
             gan = generator_loss(scores) + self.feature_matching * feature_matching(real_features, features)
             logged["gan"] = gan.detach()
             if torch.is_grad_enabled():
@@ -788,21 +786,12 @@ class VocoderTraining(nn.Module):
         logged = {"critic": critic.detach()}
         loss = CRITIC_LOSS_SCALE * critic
         if self.adversarial_on:
-            self.critic.requires_grad_(False)  # the generator's loss moves the generator only
-            try:
-                judged = self.critic(out)
-            finally:
-                self.critic.requires_grad_(True)
+            judged = judge_frozen(self.critic, out)  # the generator's loss moves the generator only
             gan = sum(generator_loss(scores) + self.feature_matching * feature_matching(real_features, features)
                       for (scores, features), (_, real_features) in zip(judged, real)) / len(judged)
             logged["gan"] = gan.detach()
             loss = loss + self.adversarial * gan
         return loss, logged
-
-
-def _within(name: str, prefix: str) -> bool:
-    """Whether parameter `name` is `prefix` or lies in the module it names."""
-    return name == prefix or name.startswith(prefix + ".")
 
 
 class VocoderTask(CorpusData):
@@ -834,11 +823,11 @@ class VocoderTask(CorpusData):
             setattr(generator, WEIGHTS_BASE, weights_base)
         frozen = list(config.task_options.get("freeze", []))
         params = dict(generator.named_parameters())
-        unknown = [f for f in frozen if not any(_within(name, f) for name in params)]
+        unknown = [f for f in frozen if not any(within_module(name, f) for name in params)]
         if unknown:
             raise TTSError(f"[task] freeze: the vocoder has no parameters named {', '.join(unknown)}")
         for name, p in params.items():
-            p.requires_grad_(not any(_within(name, f) for f in frozen))
+            p.requires_grad_(not any(within_module(name, f) for f in frozen))
         options = config.task_options
         self.critic_warmup = int(options.get("critic_warmup", 0))
         self.module = VocoderTraining(generator, base, float(options.get("features", 0.0)),
