@@ -424,6 +424,23 @@ def test_export_rewrites_the_component_from_live_or_averaged_weights(corpus, tmp
     assert result.exit_code != 0 and "has no checkpoint to export" in result.output
 
 
+def test_an_average_turned_on_when_resuming_starts_at_the_resumed_weights(corpus, tmp_path):
+    from click.testing import CliRunner
+    from safetensors.torch import load_file
+
+    train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path, steps=2))  # no average
+    args = ["train", "dvae", str(CONFIGS / "dvae.toml")]
+    for item in overrides("dvae", corpus, tmp_path, steps=2):
+        args += ["--set", item]
+    component = tmp_path / "dvae" / "model.safetensors"
+    result = CliRunner().invoke(main, args + ["--set", "run.ema=0.999", "--export", "ema"])
+    assert result.exit_code == 0, result.output
+    averaged = load_file(str(component))
+    assert CliRunner().invoke(main, args + ["--export", "live"]).exit_code == 0
+    live = load_file(str(component))
+    assert all(averaged[k].equal(live[k]) for k in live)  # not the weights the trainer was built with
+
+
 def test_a_run_takes_in_what_a_growing_corpus_adds(tmp_path):
     growing = make_corpus(tmp_path / "corpus", per_speaker=3)
     manifest = growing / "manifest.jsonl"

@@ -142,7 +142,7 @@ class Trainer:
             log.warning("this CPU has no native bf16 (AVX512-BF16 or AMX): training in float32")
             self.autocast_dtype = None
         self.scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-        self.ema = EMA(self.module, config.run.ema) if config.run.ema > 0 else None
+        self.ema: EMA | None = None  # made in _resume, from the weights the run starts or resumes with
         self.step = 0
         self.train_model = self.module
         if self.world > 1:
@@ -155,8 +155,10 @@ class Trainer:
     # -- state -----------------------------------------------------------------------------------
     def _resume(self) -> None:
         path = self.run_dir / CHECKPOINT
+        decay = self.config.run.ema
         if not path.is_file():
             self._init_from_component()
+            self.ema = EMA(self.module, decay) if decay > 0 else None
             return
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
@@ -167,11 +169,13 @@ class Trainer:
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None and "ema" in state:
-            self.ema.shadow = {k: v.float() for k, v in state["ema"].items()}
         self.step = int(state["step"])
-        if self.ema is not None:
-            self.ema.updates = self.step
+        if decay > 0:
+            # a run that had no average (run.ema turned on when resuming) starts it at the resumed
+            # weights: already at its full decay, it would otherwise hold on to whatever it started from
+            self.ema = EMA(self.module, decay, updates=self.step)
+            if "ema" in state:
+                self.ema.shadow = {k: v.float() for k, v in state["ema"].items()}
         log.info("resumed %s at step %d", path, self.step)
 
     def _init_from_component(self) -> None:
