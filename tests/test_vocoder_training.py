@@ -18,7 +18,7 @@ from tts.models.hifigan import HifiGanConfig, HifiGanGenerator, keep_resblocks
 from tts.pipeline import TextToSpeech
 from tts.train.export import export_model
 from tts.train.run import train
-from tts.train.discriminator import MultiPeriodCritic
+from tts.train.discriminator import MultiPeriodCritic, MultiResolutionCritic
 from tts.train.tasks import stage_outputs, stft_loss
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "vocoder.toml"
@@ -178,7 +178,18 @@ def test_the_period_critics_fold_the_audio_by_their_period_and_judge_any_length(
         assert len(features) == 5 and features[0].shape[1] == 2
 
 
-def test_vocoder_run_with_a_critic_warms_it_up_then_trains_against_it_and_exports_no_critic(tmp_path):
+def test_the_spectrogram_critics_judge_each_resolution_over_bins_and_frames():
+    critic = MultiResolutionCritic(((64, 16), (128, 32)), channels=2)
+    judged = critic(torch.randn(2, 1000))
+    assert len(judged) == 2
+    for n_fft, hop, (scores, features) in zip((64, 128), (16, 32), judged):
+        bins, frames = n_fft // 2 + 1, 1000 // hop + 1
+        assert features[0].shape == (2, 2, (bins + 1) // 2, frames)  # the first layer halves the bins
+        assert scores.shape[:2] == (2, 1) and scores.shape[-1] == frames and len(features) == 5
+
+
+@pytest.mark.parametrize("spectrum", [False, True])
+def test_vocoder_run_with_a_critic_warms_it_up_then_trains_against_it_and_exports_no_critic(tmp_path, spectrum):
     corpus = make_corpus(tmp_path / "corpus")
     base = tmp_path / "base.safetensors"
     save_component(base, "hifigan", tiny_generator())
@@ -186,13 +197,14 @@ def test_vocoder_run_with_a_critic_warms_it_up_then_trains_against_it_and_export
     train("vocoder", str(CONFIG), [f'task.base="{base}"', "task.adversarial=0.1", "task.critic_warmup=1",
                                    f'data.corpus="{corpus}"', "data.batch_size=2", "data.crop_seconds=0.1",
                                    "optim.steps=3", "optim.warmup=1", "data.val_batches=1", "run.log_every=1",
-                                   "run.val_every=3", f'run.out="{out}"'])
+                                   "run.val_every=3", f'run.out="{out}"', f"task.spectrum_critic={str(spectrum).lower()}"])
     rows = [line.split(",") for line in (out / "log.csv").read_text().splitlines()]
     header, by_step = rows[0], {row[0]: dict(zip(rows[0], row)) for row in rows[1:]}
     assert "critic" in header and "gan" in header
     assert by_step["1"]["gan"] == "" and by_step["2"]["gan"] != ""  # step 0 is the critic's warm-up alone
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     assert any(".critic." in k or k.startswith("critic.") for k in state["model"])  # resumable with its critic
+    assert any(k.startswith("spectrum_critic.") for k in state["model"]) == spectrum
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         assert not any("critic" in k for k in f.keys())
 

@@ -1,5 +1,5 @@
-"""Adversarial critics: one for the DVAE decoder's mels, one for a vocoder's audio (training only;
-nothing here ships).
+"""Adversarial critics: one for the DVAE decoder's mels, two kinds for a vocoder's audio (its waveform
+at several periods, its spectrogram at several resolutions; training only, nothing here ships).
 
 Why: a decoder trained on squared error outputs the mean of the mels its codes leave open. Where the
 codes do not fix the pitch, that mean is a haze over the harmonics, which the vocoder renders as hoarse
@@ -76,6 +76,45 @@ class MultiPeriodCritic(nn.Module):
     def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11), channels: int = 16):
         super().__init__()
         self.critics = nn.ModuleList(PeriodCritic(p, channels) for p in periods)
+
+    def forward(self, wav: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        return [critic(wav) for critic in self.critics]
+
+
+class SpectrogramCritic(nn.Module):
+    """Audio (B, S) -> its magnitude spectrogram at one resolution, (B, 1, n_fft / 2 + 1, frames),
+    scored by 2-D convolutions over (bin, frame) patches (UnivNet's multi-resolution discriminator, at
+    half its width). Linear magnitudes, so the loud low harmonics weigh most: a vocoder that renders
+    them blurred is told apart where a log spectrum would spread its attention over quiet bins.
+    -> (scores (B, 1, bins', frames), inner feature maps)."""
+
+    def __init__(self, n_fft: int, hop: int, channels: int = 16):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        c = channels
+        convs = [nn.Conv2d(1, c, (9, 3), stride=(2, 1), padding=(4, 1))]
+        convs += [nn.Conv2d(c, c, (9, 3), stride=(2, 1), padding=(4, 1)) for _ in range(3)]
+        convs.append(nn.Conv2d(c, c, (3, 3), padding=(1, 1)))
+        self.layers = nn.ModuleList(nn.utils.parametrizations.weight_norm(conv) for conv in convs)
+        self.out = nn.utils.parametrizations.weight_norm(nn.Conv2d(c, 1, (3, 3), padding=(1, 1)))
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        window = torch.hann_window(self.n_fft, device=wav.device)
+        x = torch.stft(wav.float(), self.n_fft, self.hop, window=window, return_complex=True).abs()[:, None]
+        features = []
+        for layer in self.layers:
+            x = F.leaky_relu(layer(x), 0.1)
+            features.append(x)
+        return self.out(x), features
+
+
+class MultiResolutionCritic(nn.Module):
+    """One :class:`SpectrogramCritic` per (n_fft, hop): fine frequency resolution resolves the
+    harmonics of a high voice, fine time resolution the onsets of consonants."""
+
+    def __init__(self, resolutions: tuple[tuple[int, int], ...], channels: int = 16):
+        super().__init__()
+        self.critics = nn.ModuleList(SpectrogramCritic(n_fft, hop, channels) for n_fft, hop in resolutions)
 
     def forward(self, wav: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
         return [critic(wav) for critic in self.critics]

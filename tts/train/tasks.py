@@ -36,7 +36,7 @@ from ..text.phonemes import PhonemeTokenizer
 from .alignment import AlignmentConfig, AttentionTap, diagonality, guided_attention_loss
 from .config import TrainConfig
 from .data import MEL, Corpus, Utterance, bucketed_batches, crop_or_pad, pad_stack
-from .discriminator import (MelCritic, MultiPeriodCritic, adaptive_weight, critic_loss, feature_matching, generator_loss,
+from .discriminator import (MelCritic, MultiPeriodCritic, MultiResolutionCritic, adaptive_weight, critic_loss, feature_matching, generator_loss,
                             judge_frozen)
 from .loop import within_module
 
@@ -743,19 +743,23 @@ class VocoderTraining(nn.Module):
     recordings from the generator's audio, and once `adversarial_on` the generator also minimises
     `adversarial` times its least-squares GAN loss plus `feature_matching` times the L1 distance of the
     critic's features (HiFi-GAN's terms, averaged over the periods). The spectral losses ignore phase,
-    so alone they leave voiced speech with a wandering phase; the critic judges the waveform. The
-    critic is saved in the run's checkpoint, not exported."""
+    so alone they leave voiced speech with a wandering phase; the critic judges the waveform. With
+    `spectrum_critic` a multi-resolution spectrogram critic judges beside it (its terms join the same
+    average). The critics are saved in the run's checkpoint, not exported."""
 
     def __init__(self, generator: HifiGanGenerator, teacher: HifiGanGenerator | None = None, features: float = 0.0,
-                 adversarial: float = 0.0, feature_matching: float = 2.0, critic_lr_scale: float = 1.0):
+                 adversarial: float = 0.0, feature_matching: float = 2.0, critic_lr_scale: float = 1.0,
+                 spectrum_critic: bool = False):
         super().__init__()
         self.generator = generator
         self.features = features
         self._teacher = [teacher.eval().requires_grad_(False)] if teacher is not None and features else []  # not saved
         self.adversarial, self.feature_matching = adversarial, feature_matching
         self.critic = MultiPeriodCritic() if adversarial else None
-        self.adversarial_on = False  # False: only the critic learns (its warm-up)
-        self.lr_scales = {"critic": critic_lr_scale}  # the critic starts from scratch beside a trained generator
+        self.spectrum_critic = MultiResolutionCritic(STFT_RESOLUTIONS) if adversarial and spectrum_critic else None
+        self.adversarial_on = False  # False: only the critics learn (their warm-up)
+        # the critics start from scratch beside a trained generator
+        self.lr_scales = {"critic": critic_lr_scale, "spectrum_critic": critic_lr_scale}
 
     def forward(self, mel: torch.Tensor, wav: torch.Tensor) -> dict[str, torch.Tensor]:
         """mel (B, C, T) log mel; wav (B, T * hop) the audio it was computed from."""
@@ -780,13 +784,15 @@ class VocoderTraining(nn.Module):
     def _adversarial(self, out: torch.Tensor, wav: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(the critic's loss plus, once on, the generator's adversarial loss; the values to log).
         out, wav (B, S)."""
-        real = self.critic(wav)
-        fake = self.critic(out.detach())
+        critics = [c for c in (self.critic, self.spectrum_critic) if c is not None]
+        real = [verdict for c in critics for verdict in c(wav)]
+        fake = [verdict for c in critics for verdict in c(out.detach())]
         critic = sum(critic_loss(r, f) for (r, _), (f, _) in zip(real, fake)) / len(real)
         logged = {"critic": critic.detach()}
         loss = CRITIC_LOSS_SCALE * critic
         if self.adversarial_on:
-            judged = judge_frozen(self.critic, out)  # the generator's loss moves the generator only
+            # the generator's loss moves the generator only
+            judged = [verdict for c in critics for verdict in judge_frozen(c, out)]
             gan = sum(generator_loss(scores) + self.feature_matching * feature_matching(real_features, features)
                       for (scores, features), (_, real_features) in zip(judged, real)) / len(judged)
             logged["gan"] = gan.detach()
@@ -802,7 +808,7 @@ class VocoderTask(CorpusData):
     VocoderTraining; it runs the base on every batch); `[task] adversarial = W` adds a multi-period
     critic, which learns alone for the first `[task] critic_warmup` steps at `[task] critic_lr_scale`
     times the schedule's rate, and `[task] feature_matching` weighs its feature term (2 by default, as
-    HiFi-GAN). Random crops of `data.crop_seconds` of corpus audio and its cached mel."""
+    HiFi-GAN); `[task] spectrum_critic = true` adds a multi-resolution spectrogram critic beside it. Random crops of `data.crop_seconds` of corpus audio and its cached mel."""
 
     find_unused_parameters = False
 
@@ -833,7 +839,8 @@ class VocoderTask(CorpusData):
         self.module = VocoderTraining(generator, base, float(options.get("features", 0.0)),
                                       adversarial=float(options.get("adversarial", 0.0)),
                                       feature_matching=float(options.get("feature_matching", 2.0)),
-                                      critic_lr_scale=float(options.get("critic_lr_scale", 1.0)))
+                                      critic_lr_scale=float(options.get("critic_lr_scale", 1.0)),
+                                      spectrum_critic=bool(options.get("spectrum_critic", False)))
         self.load_corpus()
         self.frames = max(1, int(config.data.crop_seconds * MEL.sample_rate / MEL.hop_length))
 
