@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tools.vocoder_pitch import level_db, periodicity, voiced_periods
+from tools.vocoder_pitch import BAND_EDGES_HZ, band_errors, level_db, periodicity, voiced_periods
 
 RATE = 22050
 
@@ -28,3 +28,9 @@ def test_noise_or_another_pitch_is_not_periodic_at_the_recordings_period():
 
 def test_level_is_the_rms_ratio_in_db():
     assert level_db(0.5 * tone(200), tone(200)) == pytest.approx(-6.02, abs=0.01)
+
+
+def test_band_error_is_zero_for_the_recording_and_lands_in_the_band_that_differs():
+    assert np.allclose(band_errors(tone(200), tone(200), RATE), 0)
+    errors = band_errors(tone(200), tone(300), RATE)  # the same upper bands (silence), other harmonics
+    assert len(errors) == len(BAND_EDGES_HZ) - 1 and errors.argmax() == 0 and errors[-1] < 0.1 * errors[0]

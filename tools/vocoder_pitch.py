@@ -10,7 +10,10 @@ Per voice, the recording's own periodicity, then per vocoder (the universal HiFi
 - periodicity: the normalised autocorrelation of a 1,024-sample frame at the recording's pitch period,
   averaged over the voiced frames (1: exactly periodic; a vocoder whose phase wanders renders voiced
   speech partly as noise, which lowers it);
-- level: the output's RMS level against the recording's, in dB.
+- level: the output's RMS level against the recording's, in dB;
+- band error: the mean absolute difference of the log magnitudes (1,024-point STFT) of the output and
+  the recording, per frequency band (`BAND_EDGES_HZ`), which shows where in the spectrum a vocoder
+  differs (the pruned one: below 500 Hz, where a high voice's lowest harmonics are).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tts.train.gates import DEFAULT_SENTENCES, MEL, render
 
 PITCH_RANGE_HZ = (60.0, 600.0)
 FRAME, HOP = 1024, 256
+BAND_EDGES_HZ = (0, 500, 1000, 2000, 4000, 6000, 8000, 11025)
 
 
 def voiced_periods(wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +61,19 @@ def level_db(output: np.ndarray, reference: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(output ** 2)) / max(np.sqrt(np.mean(reference ** 2)), 1e-9)))
 
 
+def band_errors(output: np.ndarray, reference: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mean |log |STFT(output)| - log |STFT(reference)|| in each band of BAND_EDGES_HZ, over the frames
+    both have."""
+    def log_magnitude(x: np.ndarray) -> np.ndarray:  # (bins, frames)
+        return np.log(np.maximum(np.abs(librosa.stft(x.astype(np.float32), n_fft=FRAME, hop_length=HOP)), 1e-5))
+
+    out, ref = log_magnitude(output), log_magnitude(reference)
+    frames = min(out.shape[1], ref.shape[1])
+    diff = np.abs(out[:, :frames] - ref[:, :frames])
+    freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=FRAME)
+    return np.array([diff[(freqs >= lo) & (freqs < hi)].mean() for lo, hi in zip(BAND_EDGES_HZ, BAND_EDGES_HZ[1:])])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("voices")
@@ -81,9 +98,12 @@ def main() -> None:
                 with torch.inference_mode():
                     out = vocoder(audio.mel_spectrogram(torch.from_numpy(wav), MEL)).reshape(-1).numpy()
                 keep = track[0] + FRAME // 2 <= len(out)  # frames inside the output
-                rows.append((periodicity(out, track[0][keep], track[1][keep]), level_db(out, wav[:len(out)])))
-            value, level = np.nanmean(np.array(rows), axis=0)
-            print(f"{voice} {name}: periodicity {value:.3f}, level {level:+.2f} dB", flush=True)
+                rows.append((periodicity(out, track[0][keep], track[1][keep]), level_db(out, wav[:len(out)]),
+                             *band_errors(out, wav[:len(out)], MEL.sample_rate)))
+            value, level, *bands = np.nanmean(np.array(rows), axis=0)
+            errors = " ".join(f"{lo}-{hi}: {e:.2f}" for lo, hi, e in zip(BAND_EDGES_HZ, BAND_EDGES_HZ[1:], bands))
+            print(f"{voice} {name}: periodicity {value:.3f}, level {level:+.2f} dB, band error (Hz) {errors}",
+                  flush=True)
 
 if __name__ == "__main__":
     try:
