@@ -21,6 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def through(layers: nn.ModuleList, x: torch.Tensor, slope: float = 0.1) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """x through each layer and a leaky ReLU: (the last output, every layer's output)."""
+    features = []
+    for layer in layers:
+        x = F.leaky_relu(layer(x), slope)
+        features.append(x)
+    return x, features
+
+
 class MelCritic(nn.Module):
     """Normalised mel (B, C, T) -> (patch scores (B, 1, C', T'), inner feature maps)."""
 
@@ -35,10 +44,7 @@ class MelCritic(nn.Module):
         self.out = nn.utils.parametrizations.weight_norm(nn.Conv2d(4 * c, 1, (3, 3), padding=(1, 1)))
 
     def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x, features = mel[:, None], []  # (B, 1, C, T)
-        for layer in self.layers:
-            x = F.leaky_relu(layer(x), 0.2)
-            features.append(x)
+        x, features = through(self.layers, mel[:, None], slope=0.2)  # from (B, 1, C, T)
         return self.out(x), features
 
 
@@ -60,11 +66,7 @@ class PeriodCritic(nn.Module):
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         pad = -wav.shape[-1] % self.period
         x = F.pad(wav[:, None], (0, pad), mode="reflect")  # (B, 1, S + pad)
-        x = x.view(x.shape[0], 1, -1, self.period)  # (B, 1, S / period, period)
-        features = []
-        for layer in self.layers:
-            x = F.leaky_relu(layer(x), 0.1)
-            features.append(x)
+        x, features = through(self.layers, x.view(x.shape[0], 1, -1, self.period))  # from (B, 1, S / period, period)
         return self.out(x), features
 
 
@@ -100,11 +102,8 @@ class SpectrogramCritic(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         window = torch.hann_window(self.n_fft, device=wav.device)
-        x = torch.stft(wav.float(), self.n_fft, self.hop, window=window, return_complex=True).abs()[:, None]
-        features = []
-        for layer in self.layers:
-            x = F.leaky_relu(layer(x), 0.1)
-            features.append(x)
+        magnitudes = torch.stft(wav.float(), self.n_fft, self.hop, window=window, return_complex=True).abs()
+        x, features = through(self.layers, magnitudes[:, None])  # from (B, 1, bins, frames)
         return self.out(x), features
 
 
