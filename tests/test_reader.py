@@ -67,3 +67,17 @@ def test_export_ships_the_reader_of_the_dvae(tmp_path):
         export_model(tmp_path / "model2", tmp_path / "gpt.safetensors", None, tmp_path / "dvae.safetensors",
                      reader_path=tmp_path / "wrong.safetensors")
     assert not (tmp_path / "model2").exists()
+
+
+def test_mel_reader_reads_two_frames_to_a_ctc_frame_and_round_trips(tmp_path):
+    from tts.checkpoints import load_component, save_component
+    from tts.models.reader import MelReader, MelReaderConfig
+
+    reader = MelReader(MelReaderConfig(classes=7, channels=8, dilations=(1, 2))).eval()
+    mel = torch.randn(2, 80, 11)
+    log_probs = reader(mel)
+    assert log_probs.shape == (6, 2, 7) and int(MelReader.frames(torch.tensor(11))) == 6
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(6, 2))
+    save_component(tmp_path / "r.safetensors", "mel_reader", reader)
+    loaded = load_component(tmp_path / "r.safetensors", "mel_reader")
+    torch.testing.assert_close(loaded(mel), log_probs)

@@ -31,6 +31,7 @@ SMALL = {
     "gpt": ["model.layers=1", "model.model_dim=64", "model.heads=1", "model.conditioning_blocks=1",
             "data.cond_seconds=0.5", "task.alignment={layers=[0], heads=1}", "data.short_first_steps=0", "data.val_fraction=0.8"],
     "diffusion": ["model.model_channels=64", "model.num_layers=1", "model.num_heads=1", "data.cond_seconds=0.5"],
+    "mel_reader": ["model.channels=8", "model.dilations=[1, 2]"],
     "flow": ["model.channels=16", "model.layers=2", "model.code_dim=8", "model.speaker_dim=8",
              "model.speaker_channels=8", "model.time_dim=16", "data.cond_seconds=0.5", "data.crop_seconds=0.5"],
 }
@@ -240,6 +241,46 @@ def test_unquantised_decoder_diagnostic_trains_on_the_encoders_vectors(trained, 
     old, new = load_component(start, "dvae").state_dict(), trainer.module.dvae.state_dict()
     assert all(torch.equal(old[k], new[k]) for k in old if k.startswith(("encoder.", "quantizer.codebook")))
     assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
+
+
+@pytest.fixture(scope="module")
+def mel_reader(corpus, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("reader-runs")
+    train("mel_reader", CONFIGS / "mel-reader.toml", overrides("mel_reader", corpus, runs, steps=2))
+    return runs / "mel_reader"
+
+
+def test_mel_reader_trains_on_real_mels_and_logs_its_phone_error_rate(mel_reader):
+    rows = list(csv.DictReader(open(mel_reader / "log.csv")))
+    assert [r["step"] for r in rows] == ["1", "2"] and all(float(r["ctc"]) > 0 for r in rows)
+    assert 0 <= float(rows[-1]["val_per"]) <= 1
+    reader = load_component(mel_reader / "model.safetensors", "mel_reader")
+    assert reader.config.classes > 1 and list(reader.config.dilations) == [1, 2]
+
+
+def test_phonetic_decoder_run_is_judged_by_the_frozen_mel_reader(trained, corpus, mel_reader, tmp_path):
+    """`phonetic`: the decoded mel pays the frozen reader's CTC loss; the codes and the reader stay bit
+    for bit, the decoder learns, and the exported DVAE has no reader in it."""
+    start = trained / "dvae" / "model.safetensors"
+    judge = mel_reader / "model.safetensors"
+    items = [o.replace(str(trained / "dvae"), str(tmp_path / "dvae")) for o in overrides("dvae", corpus, trained, steps=2)]
+    items += [f'task.init="{start}"', "task.freeze_codes=true", "task.ctc=0", "task.phonetic=0.5",
+              f'task.mel_reader="{judge}"', "data.crop_seconds=0", "optim.lr=1e-2"]
+    trainer = train("dvae", CONFIGS / "dvae.toml", items)
+    rows = list(csv.DictReader(open(tmp_path / "dvae" / "log.csv")))
+    assert all(float(r["phonetic"]) > 0 for r in rows) and rows[-1]["val_phonetic"] != ""
+    old, new = load_component(start, "dvae").state_dict(), trainer.module.dvae.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if k.startswith(("encoder.", "quantizer.codebook")))
+    assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("decoder."))
+    reader = load_component(judge, "mel_reader").state_dict()
+    assert all(torch.equal(v, trainer.module.judge.state_dict()[k]) for k, v in reader.items())
+    assert not any(k.startswith("judge") for k in trainer.module.state_dict())  # not in checkpoints
+    assert load_component(tmp_path / "dvae" / "model.safetensors", "dvae").state_dict().keys() == old.keys()
+
+
+def test_phonetic_term_needs_a_mel_reader(corpus, tmp_path):
+    with pytest.raises(TTSError, match="mel_reader"):
+        train("dvae", CONFIGS / "dvae.toml", overrides("dvae", corpus, tmp_path) + ["task.ctc=0", "task.phonetic=0.1"])
 
 
 def test_decoder_only_run_refuses_the_phoneme_probe(corpus, tmp_path):

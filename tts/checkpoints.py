@@ -66,6 +66,7 @@ COMPONENT_TYPES: dict[str, ComponentType] = {
     "dvae": ComponentType(dvae.DVAEConfig, dvae.DVAE),
     "flow": ComponentType(flow.FlowConfig, flow.FlowDecoder),
     "reader": ComponentType(reader.ReaderConfig, reader.CodeReader),
+    "mel_reader": ComponentType(reader.MelReaderConfig, reader.MelReader),
 }
 
 # Tortoise's file for each role, and which roles a Tortoise directory must have.

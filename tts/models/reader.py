@@ -58,3 +58,41 @@ class CodeReader(nn.Module):
                          torch.full((n,), len(phones), dtype=torch.long, device=quantised.device),
                          blank=0, reduction="none", zero_infinity=False)  # (N,), inf where impossible
         return -nll / len(phones)
+
+
+@dataclass
+class MelReaderConfig:
+    mel_channels: int = 80
+    classes: int = 0  # the phoneme tokenizer's vocabulary; class 0 is the CTC blank
+    channels: int = 256
+    dilations: tuple[int, ...] = (1, 2, 4, 1, 2)  # one residual block each: +-28 frames (~0.3 s) of context
+
+
+class MelReader(nn.Module):
+    """Mel reader: a CTC model that reads the phones from a normalised log mel (B, mel_channels, T)
+    -> log-probabilities (ceil(T / 2), B, classes), two mel frames to a CTC frame.
+
+    Trained on real speech (`tts train mel_reader`), then frozen: it judges decoders. Its phone error
+    rate on a decoder's output against the real mel's says how much of the phones the decoder lost,
+    and its CTC loss on the output, added to a decoder's own (the DVAE task's ``phonetic``), asks the
+    decoder to keep the phones distinct where a squared error would average them away."""
+
+    def __init__(self, config: MelReaderConfig):
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.stem = nn.Conv1d(config.mel_channels, c, 5, stride=2, padding=2)
+        self.norms = nn.ModuleList(nn.GroupNorm(1, c) for _ in config.dilations)
+        self.convs = nn.ModuleList(nn.Conv1d(c, c, 5, padding=2 * d, dilation=d) for d in config.dilations)
+        self.out = nn.Conv1d(c, config.classes, 1)
+
+    @staticmethod
+    def frames(mel_frames: torch.Tensor) -> torch.Tensor:
+        """CTC frames of mels with `mel_frames` real frames (any shape)."""
+        return (mel_frames + 1) // 2
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.stem(mel))  # (B, c, ceil(T / 2))
+        for norm, conv in zip(self.norms, self.convs):
+            x = x + F.relu(conv(norm(x)))
+        return self.out(x).float().log_softmax(dim=1).permute(2, 0, 1)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import TTSError
 
-TASKS = ("dvae", "gpt", "diffusion", "flow", "vocoder")
+TASKS = ("dvae", "mel_reader", "gpt", "diffusion", "flow", "vocoder")
 
 
 @dataclass

@@ -30,7 +30,7 @@ from ..models.dvae import DVAE, LOG_F0_CENTER, LOG_F0_SCALE, DVAEConfig, pitch_f
 from ..models.flow import FlowConfig, FlowDecoder
 from ..models.gpt import GPTConfig, SpeechGPT
 from ..models.hifigan import HifiGanGenerator, keep_resblocks
-from ..models.reader import FRAMES_PER_CODE, CodeReader, ReaderConfig
+from ..models.reader import FRAMES_PER_CODE, CodeReader, MelReader, MelReaderConfig, ReaderConfig
 from ..sampling.diffusion import TRAINED_STEPS, NoiseSchedule, linear_betas
 from ..text.phonemes import PhonemeTokenizer
 from .alignment import AlignmentConfig, AttentionTap, diagonality, guided_attention_loss
@@ -123,13 +123,21 @@ class DVAETraining(nn.Module):
     With `adversarial` > 0 a mel critic (tts.train.discriminator) learns to tell decoded mels from real
     ones, and once `adversarial_on` the decoder also minimises its least-squares GAN loss plus
     `feature_matching` times the feature-matching loss, weighted adaptively against the reconstruction
-    and times `adversarial`. The critic is not exported."""
+    and times `adversarial`. The critic is not exported. With a `judge` (a trained, frozen
+    :class:`~tts.models.reader.MelReader`) the decoded mel also pays `phonetic` times the judge's CTC
+    loss of the utterance's phones: a squared error averages the decoder's guesses, which blurs the
+    short events that tell one consonant from another; the judge asks for them to stay readable."""
 
     def __init__(self, config: DVAEConfig, l1: float = 0.0, ctc: float = 0.0, phoneme_classes: int = 0,
                  freeze_codes: bool = False, adversarial: float = 0.0, feature_matching: float = 1.0,
-                 unquantised: bool = False, residual_dropout: float = 0.0):
+                 unquantised: bool = False, residual_dropout: float = 0.0, judge: MelReader | None = None,
+                 phonetic: float = 0.0):
         super().__init__()
         self.dvae = DVAE(config)
+        self.phonetic = phonetic
+        # never learns, and is kept out of the module's state (so out of checkpoints and the optimiser):
+        # its weights are its own file's, and a run may gain it when resumed
+        object.__setattr__(self, "judge", judge.requires_grad_(False).eval() if judge is not None else None)
         # the share of utterances decoded from fewer residual levels (down to the first level alone), so
         # that the decoder still renders codes whose detail nobody predicted (a GPT without a residual head)
         self.residual_dropout = residual_dropout
@@ -200,6 +208,10 @@ class DVAETraining(nn.Module):
         if predicted is not None and pitch_hz is not None:  # the predictor learns the true contour
             extra.update(pitch_losses(predicted.float(), teacher, frame_mask))
             loss = loss + PITCH_LOSS_WEIGHT * (extra["f0"] + extra["voicing"])
+        if self.judge is not None and phonemes is not None:
+            extra["phonetic"] = self._phonetic(recon, mel, frame_mask, phonemes, phoneme_lengths)
+            loss = loss + self.phonetic * extra["phonetic"]
+            extra["phonetic"] = extra["phonetic"].detach()
         if self.probe is not None and phonemes is not None:
             log_probs = self.probe(quantised.detach() if self.probe_only else quantised)  # (2L, B, classes)
             frames = frame_mask.sum(1) // dvae.config.downsample_factor * FRAMES_PER_CODE
@@ -216,6 +228,15 @@ class DVAETraining(nn.Module):
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
         return {"loss": loss, "mse": mse.detach(), "commitment": commitment.detach(),
                 "perplexity": perplexity.detach(), **extra}
+
+    def _phonetic(self, recon: torch.Tensor, mel: torch.Tensor, frame_mask: torch.Tensor,
+                  phonemes: torch.Tensor, phoneme_lengths: torch.Tensor) -> torch.Tensor:
+        """The frozen judge's CTC loss of the phones on the decoded mel (padding taken from the real
+        mel, so that only the decoded frames are judged). recon, mel (B, C, T); frame_mask (B, T)."""
+        self.judge.to(recon.device)
+        recon = torch.where(frame_mask[:, None, :recon.shape[-1]], recon, mel)
+        frames = MelReader.frames(frame_mask[:, :recon.shape[-1]].sum(1)).long()
+        return F.ctc_loss(self.judge(recon), phonemes, frames, phoneme_lengths, blank=0, zero_infinity=True)
 
     def _drop_levels(self, dvae: DVAE, codes: torch.Tensor, residual: torch.Tensor, first: torch.Tensor,
                      fine: torch.Tensor) -> torch.Tensor:
@@ -309,7 +330,12 @@ class DVAETask(CorpusData):
         self.ctc = float(config.task_options.get("ctc", 0.0))
         self.probe_warmup = int(config.task_options.get("probe_warmup", 0))
         self.critic_warmup = int(config.task_options.get("critic_warmup", 0))
+        self.phonetic = float(config.task_options.get("phonetic", 0.0))
+        judge = _component(config, "mel_reader", "mel_reader") if self.phonetic else None
         self.tokenizer = PhonemeTokenizer()
+        if judge is not None and judge.config.classes != self.tokenizer.vocab_size:
+            raise TTSError(f"the mel reader reads {judge.config.classes} classes, the phoneme tokenizer has "
+                           f"{self.tokenizer.vocab_size}")
         try:
             self.module = DVAETraining(model_config, l1=float(config.task_options.get("l1", 0.0)), ctc=self.ctc,
                                        phoneme_classes=self.tokenizer.vocab_size,
@@ -317,13 +343,15 @@ class DVAETask(CorpusData):
                                        adversarial=float(config.task_options.get("adversarial", 0.0)),
                                        feature_matching=float(config.task_options.get("feature_matching", 1.0)),
                                        unquantised=bool(config.task_options.get("unquantised", False)),
-                                       residual_dropout=float(config.task_options.get("residual_dropout", 0.0)))
+                                       residual_dropout=float(config.task_options.get("residual_dropout", 0.0)),
+                                       judge=judge, phonetic=self.phonetic)
         except ValueError as exc:
             raise TTSError(f"[task]: {exc}") from None
         self.load_corpus()
         self.factor = f = model_config.downsample_factor
         self.frames = max(f, int(config.data.crop_seconds * MEL.sample_rate / MEL.hop_length) // f * f)
-        self.whole = bool(self.ctc) or config.data.crop_seconds <= 0  # whole utterances, padded and masked
+        # whole utterances, padded and masked (the probe and the judge read each utterance's phones)
+        self.whole = bool(self.ctc or self.phonetic) or config.data.crop_seconds <= 0
         self.pitched = bool(model_config.pitch_bins)
         if self.pitched and not self.whole:
             raise TTSError("a pitched DVAE trains on whole utterances: set data.crop_seconds = 0")
@@ -353,7 +381,7 @@ class DVAETask(CorpusData):
         mel = pad_stack([m[:, :n] for m, n in zip(mels, lengths)], audio.LOG_SILENCE)  # (B, C, T)
         mask = torch.arange(mel.shape[-1])[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
         batch = {"mel": audio.normalize_mel(mel), "frame_mask": mask}
-        if self.ctc:  # the probe's targets
+        if self.ctc or self.phonetic:  # the probe's and the judge's targets
             targets = [ctc_targets(self.tokenizer, items[i].phonemes) for i in idx]
             batch["phonemes"] = pad_stack([np.array(t, dtype=np.int64) for t in targets], 0, dtype=torch.long)
             batch["phoneme_lengths"] = torch.tensor([len(t) for t in targets])
@@ -367,6 +395,63 @@ class DVAETask(CorpusData):
         save_component(path, "dvae", module.dvae)
         if module.probe is not None:  # the code reader that ranks a shipped model's candidates
             save_component(run_dir / READER_FILE, "reader", module.probe)
+        return path
+
+
+# ----------------------------------------------------------------------------------------- mel reader
+
+class MelReaderTraining(nn.Module):
+    """CTC loss of a :class:`~tts.models.reader.MelReader` reading real mels, with Gaussian noise of
+    standard deviation `noise` (normalised units) added in training, so that it reads the phones and not
+    the fine texture that a decoder's output lacks; the phone error rate in validation."""
+
+    def __init__(self, config: MelReaderConfig, noise: float = 0.0):
+        super().__init__()
+        self.reader = MelReader(config)
+        self.noise = noise
+
+    def forward(self, mel: torch.Tensor, frame_mask: torch.Tensor, phonemes: torch.Tensor,
+                phoneme_lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """mel: normalised (B, C, T); frame_mask (B, T) of real frames; phonemes (B, n) CTC targets
+        with phoneme_lengths (B,)."""
+        if self.training and self.noise:
+            mel = mel + self.noise * torch.randn_like(mel)
+        log_probs = self.reader(mel)  # (ceil(T / 2), B, classes)
+        frames = MelReader.frames(frame_mask.sum(1)).long()
+        ctc = F.ctc_loss(log_probs, phonemes, frames, phoneme_lengths, blank=0, zero_infinity=True)
+        out = {"loss": ctc, "ctc": ctc.detach()}
+        if not self.training:
+            out["per"] = phoneme_error_rate(log_probs.detach(), frames, phonemes, phoneme_lengths)
+        return out
+
+
+class MelReaderTask(CorpusData):
+    """Trains the mel reader that judges decoders (`[task] noise`: the training noise), on whole
+    utterances of the corpus."""
+
+    find_unused_parameters = False
+
+    def __init__(self, config: TrainConfig, device: torch.device):
+        self.config = config
+        self.tokenizer = PhonemeTokenizer()
+        model_config = _model_config(MelReaderConfig, config, mel_channels=MEL.n_mels, classes=self.tokenizer.vocab_size)
+        self.module = MelReaderTraining(model_config, noise=float(config.task_options.get("noise", 0.0)))
+        self.load_corpus()
+
+    def batches(self, split: str, rng: random.Random, shard: tuple[int, int]) -> Iterator[dict]:
+        items = self.splits[split]
+        for idx in bucketed_batches([u.duration for u in items], self.config.data.batch_size, rng, shard):
+            mels = [self.corpus.mel(items[i]) for i in idx]
+            lengths = torch.tensor([m.shape[1] for m in mels])
+            mel = pad_stack(mels, audio.LOG_SILENCE)  # (B, C, T)
+            targets = [ctc_targets(self.tokenizer, items[i].phonemes) for i in idx]
+            yield {"mel": audio.normalize_mel(mel), "frame_mask": torch.arange(mel.shape[-1])[None, :] < lengths[:, None],
+                   "phonemes": pad_stack([np.array(t, dtype=np.int64) for t in targets], 0, dtype=torch.long),
+                   "phoneme_lengths": torch.tensor([len(t) for t in targets])}
+
+    def export(self, module: nn.Module, run_dir: Path) -> Path:
+        path = run_dir / EXPORT_FILE
+        save_component(path, "mel_reader", module.reader)
         return path
 
 
@@ -870,7 +955,7 @@ class VocoderTask(CorpusData):
         return path
 
 
-TASKS = {"dvae": DVAETask, "gpt": GPTTask, "diffusion": DiffusionTask, "flow": FlowTask, "vocoder": VocoderTask}
+TASKS = {"dvae": DVAETask, "mel_reader": MelReaderTask, "gpt": GPTTask, "diffusion": DiffusionTask, "flow": FlowTask, "vocoder": VocoderTask}
 
 
 def make_task(config: TrainConfig, device: torch.device):
