@@ -370,7 +370,7 @@ def convert_tortoise(src, dst, half):
                    "(ema) or the current (live) weights.")
 @user_errors
 def train(task, config, overrides, export_weights):
-    """Train TASK (dvae, gpt, diffusion, flow or vocoder) from the TOML file CONFIG; resumes where a run stopped.
+    """Train TASK (dvae, mel_reader, gpt, diffusion, flow or vocoder) from the TOML file CONFIG; resumes where a run stopped.
 
     Several processes: python -m torch.distributed.run --nproc_per_node N -m tts.train TASK CONFIG
     """
