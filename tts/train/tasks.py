@@ -106,6 +106,13 @@ def ctc_targets(tokenizer: PhonemeTokenizer, phonemes: str) -> list[int]:
     return tokenizer.phone_ids(tokenizer.encode_phonemes(phonemes))
 
 
+def phone_targets(tokenizer: PhonemeTokenizer, utterances: list[Utterance]) -> dict[str, torch.Tensor]:
+    """A batch's CTC targets: "phonemes" (B, n) padded with the blank, and "phoneme_lengths" (B,)."""
+    targets = [ctc_targets(tokenizer, u.phonemes) for u in utterances]
+    return {"phonemes": pad_stack([np.array(t, dtype=np.int64) for t in targets], 0, dtype=torch.long),
+            "phoneme_lengths": torch.tensor([len(t) for t in targets])}
+
+
 #: The pitch predictor reads detached features, so its loss trains only itself, and Adam's steps do not
 #: depend on a loss's scale; but its gradients (~100x the decoder's at the start) would dominate the
 #: global gradient-norm clip and so shrink the decoder's steps. Scaled down, they stay out of the way.
@@ -382,9 +389,7 @@ class DVAETask(CorpusData):
         mask = torch.arange(mel.shape[-1])[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
         batch = {"mel": audio.normalize_mel(mel), "frame_mask": mask}
         if self.ctc or self.phonetic:  # the probe's and the judge's targets
-            targets = [ctc_targets(self.tokenizer, items[i].phonemes) for i in idx]
-            batch["phonemes"] = pad_stack([np.array(t, dtype=np.int64) for t in targets], 0, dtype=torch.long)
-            batch["phoneme_lengths"] = torch.tensor([len(t) for t in targets])
+            batch.update(phone_targets(self.tokenizer, [items[i] for i in idx]))
         if self.pitched:
             pitches = [self.corpus.pitch(items[i])[:n] for i, n in zip(idx, lengths)]
             batch["pitch_hz"] = pad_stack([np.pad(p, (0, n - len(p))) for p, n in zip(pitches, lengths)], 0.0)
@@ -444,10 +449,8 @@ class MelReaderTask(CorpusData):
             mels = [self.corpus.mel(items[i]) for i in idx]
             lengths = torch.tensor([m.shape[1] for m in mels])
             mel = pad_stack(mels, audio.LOG_SILENCE)  # (B, C, T)
-            targets = [ctc_targets(self.tokenizer, items[i].phonemes) for i in idx]
             yield {"mel": audio.normalize_mel(mel), "frame_mask": torch.arange(mel.shape[-1])[None, :] < lengths[:, None],
-                   "phonemes": pad_stack([np.array(t, dtype=np.int64) for t in targets], 0, dtype=torch.long),
-                   "phoneme_lengths": torch.tensor([len(t) for t in targets])}
+                   **phone_targets(self.tokenizer, [items[i] for i in idx])}
 
     def export(self, module: nn.Module, run_dir: Path) -> Path:
         path = run_dir / EXPORT_FILE
