@@ -34,3 +34,40 @@ def test_remap_refuses_a_codebook_of_another_width():
     gpt = SpeechGPT(tiny_config(number_mel_codes=6))
     with pytest.raises(TTSError, match="width"):
         remap_speech_codes(gpt, torch.randn(4, 8), torch.randn(8, 16))
+
+
+def test_a_doubled_code_rate_stretches_the_speech_positions():
+    """Two codes a step where there was one: position 2k holds old position k, 2k + 1 lies halfway
+    to k + 1, and everything else is the old GPT's."""
+    from tts.train.remap import stretch_code_rate
+
+    torch.manual_seed(0)
+    old_gpt = SpeechGPT(tiny_config(number_mel_codes=6, dropout=0.0)).eval()
+    new_gpt = stretch_code_rate(old_gpt, 2)
+    old_rows = old_gpt.mel_pos_embedding.emb.weight
+    new_rows = new_gpt.mel_pos_embedding.emb.weight
+    assert new_gpt.config.mel_positions == 2 * old_gpt.config.mel_positions
+    assert new_gpt.config.samples_per_code == old_gpt.config.samples_per_code // 2
+    torch.testing.assert_close(new_rows[0::2], old_rows)
+    torch.testing.assert_close(new_rows[1:-1:2], (old_rows[:-1] + old_rows[1:]) / 2)
+    torch.testing.assert_close(new_rows[-1], old_rows[-1])
+    new_state = new_gpt.state_dict()
+    for name, value in old_gpt.state_dict().items():
+        if name != "mel_pos_embedding.emb.weight":
+            assert torch.equal(new_state[name], value), name
+    assert stretch_code_rate(old_gpt, 1) is old_gpt
+
+
+def test_a_code_rate_must_grow_by_a_whole_factor():
+    from types import SimpleNamespace
+
+    from tts.train.remap import rate_factor
+
+    def dvae(frames):
+        return SimpleNamespace(config=SimpleNamespace(downsample_factor=frames))
+
+    assert rate_factor(dvae(4), dvae(2)) == 2
+    assert rate_factor(dvae(4), dvae(4)) == 1
+    for old, new in ((2, 4), (4, 3)):
+        with pytest.raises(TTSError, match="whole factor"):
+            rate_factor(dvae(old), dvae(new))

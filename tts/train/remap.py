@@ -8,6 +8,12 @@ takes, for every new code, the speech embedding and output row of that old code.
 share one old code, each of their output biases loses log(n): the group's total probability is then
 the old code's, and the remapped GPT starts out predicting what the old one did. Everything else
 (text side, transformer, voice encoder, position tables) is copied as it is.
+
+When the new DVAE also writes more codes a second (fewer mel frames per code: the x2 DVAE writes one
+per 2 frames where the old one wrote one per 4), the speech position table is stretched by that
+factor: new position j takes the old table at j / factor, linearly interpolated, so a code keeps the
+position embedding of the moment it stands for. The GPT then still speaks at the old rhythm and has
+to learn the new one; what it keeps is its text side, voice encoder and alignment.
 """
 
 from __future__ import annotations
@@ -53,6 +59,38 @@ def remap_speech_codes(gpt: SpeechGPT, old_codebook: torch.Tensor, new_codebook:
     return new.eval()
 
 
+@torch.no_grad()
+def stretch_code_rate(gpt: SpeechGPT, factor: int) -> SpeechGPT:
+    """A GPT for codes `factor` times as frequent: the speech position table (P, D) -> (factor P, D),
+    new row j = the old table at j / factor (linear between rows, the last row held)."""
+    if factor < 1:
+        raise TTSError(f"the code rate can only grow by a whole factor, got {factor}")
+    if factor == 1:
+        return gpt
+    old = gpt.mel_pos_embedding.emb.weight  # (P, D)
+    rows = old.shape[0]
+    at = torch.arange(rows * factor, dtype=torch.float64) / factor  # (factor P,) old positions
+    low = at.floor().long().clamp(max=rows - 1)
+    high = (low + 1).clamp(max=rows - 1)
+    frac = (at - low).to(old.dtype)[:, None]
+    config = dataclasses.replace(gpt.config, mel_positions=rows * factor,
+                                 samples_per_code=gpt.config.samples_per_code // factor)
+    new = SpeechGPT(config)
+    state = gpt.state_dict()
+    state["mel_pos_embedding.emb.weight"] = old[low] * (1 - frac) + old[high] * frac
+    new.load_state_dict(state)
+    return new.eval()
+
+
+def rate_factor(old_dvae, new_dvae) -> int:
+    """How many times as many codes a second the new DVAE writes (a whole number)."""
+    old, new = old_dvae.config.downsample_factor, new_dvae.config.downsample_factor
+    if new > old or old % new:
+        raise TTSError(f"the new DVAE writes one code per {new} mel frames, the old one per {old}: "
+                       "only a rate that grows by a whole factor can be carried over")
+    return old // new
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("gpt", help="the trained GPT (a component file)")
@@ -62,12 +100,15 @@ def main() -> None:
     args = parser.parse_args()
 
     gpt = load_component(args.gpt, "gpt")
-    old, new = (load_component(p, "dvae").quantizer.codebook for p in (args.old_dvae, args.new_dvae))
-    remapped = remap_speech_codes(gpt, old, new)
+    old_dvae, new_dvae = (load_component(p, "dvae") for p in (args.old_dvae, args.new_dvae))
+    factor = rate_factor(old_dvae, new_dvae)
+    old, new = old_dvae.quantizer.codebook, new_dvae.quantizer.codebook
+    remapped = stretch_code_rate(remap_speech_codes(gpt, old, new), factor)
     used = nearest_old_codes(old, new).unique().numel()
     save_component(args.out, "gpt", remapped)
+    rate = f"; {factor} times the codes a second ({remapped.config.mel_positions} speech positions)" if factor > 1 else ""
     print(f"{args.out}: {new.shape[0]} codes from {used} of the old {old.shape[0]} "
-          f"(on average {new.shape[0] / used:.1f} new codes share an old one)")
+          f"(on average {new.shape[0] / used:.1f} new codes share an old one){rate}")
 
 
 if __name__ == "__main__":
