@@ -534,3 +534,22 @@ def test_a_part_named_in_lr_scales_gets_its_own_group_at_that_multiple():
     assert [g["weight_decay"] for g in scaled] == [0.01, 0.0]  # the matrix decays, the bias does not
     plain = param_groups(torch.nn.Linear(3, 3), 0.01)  # without lr_scales: the two groups checkpoints hold
     assert [(len(g["params"]), g["weight_decay"], g["lr_scale"]) for g in plain] == [(1, 0.01, 1.0), (1, 0.0, 1.0)]
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_names_only_known_model_fields(path):
+    """A config that is only read at the start of a multi-hour run must not fail there on a typo."""
+    import dataclasses
+
+    from tts.models.diffusion import DiffusionConfig
+    from tts.models.dvae import DVAEConfig
+    from tts.models.flow import FlowConfig
+    from tts.models.gpt import GPTConfig
+    from tts.models.reader import MelReaderConfig
+    from tts.train.config import load_config
+
+    config = load_config(path)
+    model_class = {"dvae": DVAEConfig, "mel_reader": MelReaderConfig, "gpt": GPTConfig,
+                   "diffusion": DiffusionConfig, "flow": FlowConfig}.get(config.task)
+    if model_class is not None:
+        assert set(config.model) <= {f.name for f in dataclasses.fields(model_class)}
