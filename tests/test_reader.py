@@ -81,3 +81,26 @@ def test_mel_reader_reads_two_frames_to_a_ctc_frame_and_round_trips(tmp_path):
     save_component(tmp_path / "r.safetensors", "mel_reader", reader)
     loaded = load_component(tmp_path / "r.safetensors", "mel_reader")
     torch.testing.assert_close(loaded(mel), log_probs)
+
+
+def test_a_dvae_with_more_codes_a_second_gets_as_many_seconds_a_chunk(tmp_path):
+    """The options' cap of 500 codes was set for 4 mel frames a code; a DVAE with 2 a code gets 1,000
+    (within the GPT's positions), written into every preset of the exported card."""
+    import dataclasses
+
+    from tts.checkpoints import load_model_dir, save_component
+    from tts.models.dvae import DVAE
+    from tts.models.gpt import SpeechGPT
+    from tts.train.export import export_model, max_chunk_codes
+
+    assert max_chunk_codes(4, 1022) == 500
+    assert max_chunk_codes(2, 1022) == 1000
+    assert max_chunk_codes(2, 600) == 600
+    modules = tiny_flow_modules()
+    gpt = SpeechGPT(dataclasses.replace(modules["gpt"].config, mel_positions=1100))
+    dvae = DVAE(dataclasses.replace(modules["dvae"].config, downsamples=1))
+    save_component(tmp_path / "gpt.safetensors", "gpt", gpt)
+    save_component(tmp_path / "dvae.safetensors", "dvae", dvae)
+    model = export_model(tmp_path / "model", tmp_path / "gpt.safetensors", None, tmp_path / "dvae.safetensors")
+    presets = load_model_dir(model).card.presets
+    assert presets and all(p["max_mel_tokens"] == 1000 for p in presets.values())

@@ -15,6 +15,7 @@ import torch
 from .. import audio
 from ..checkpoints import UNIVERSAL_HIFIGAN, ModelCard, load_component, save_model_dir
 from ..errors import TTSError
+from ..sampling.options import Options
 from ..text.phonemes import PhonemeTokenizer
 
 SILENCE_SECONDS = 2.0
@@ -54,6 +55,16 @@ def chunk_tokens(items: Sequence, percentile: float = CHUNK_PERCENTILE) -> int:
     tokens, read well for 8 s and then babbled, on every voice)."""
     lengths = sorted(len(u.phonemes) for u in items)
     return lengths[min(len(lengths) - 1, math.ceil(percentile / 100 * len(lengths)) - 1)]
+
+
+#: Mel frames per code of the DVAEs that `Options.max_mel_tokens` (Tortoise's 500 codes, ~23 s) was set for.
+DEFAULT_FRAMES_PER_CODE = 4
+
+
+def max_chunk_codes(downsample_factor: int, gpt_limit: int) -> int:
+    """The cap on one chunk's codes for a DVAE of `downsample_factor` mel frames a code: the same
+    seconds as the options' default cap, within what the GPT can hold."""
+    return min(gpt_limit, Options.max_mel_tokens * DEFAULT_FRAMES_PER_CODE // downsample_factor)
 
 
 #: Sampling for our models (Tortoise's repetition penalty of 2.0 punishes codes that legitimately
@@ -130,6 +141,10 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
         longest = min(chunk_tokens(items), modules["gpt"].config.max_text_tokens - 1)
         presets = {name: {"min_length_ratio": MIN_LENGTH_RATIO, **(presets or {}).get(name, {})}
                    for name in {*SMALL_PRESETS, *(presets or {})}}
+    if gpt_path is not None and dvae.config.downsample_factor != DEFAULT_FRAMES_PER_CODE:
+        cap = max_chunk_codes(dvae.config.downsample_factor, modules["gpt"].config.max_mel_tokens)
+        presets = {name: {"max_mel_tokens": cap, **(presets or {}).get(name, {})}
+                       for name in {*SMALL_PRESETS, *(presets or {})}}
     card = ModelCard(
         name=name, tokenizer="phonemes", phonemes=PhonemeTokenizer().to_dict(),
         cond_mel=audio.HIFIGAN_MEL.name, cond_samples=cond_samples, cond_norm="range",
