@@ -15,6 +15,7 @@ import torch
 from .. import audio
 from ..checkpoints import UNIVERSAL_HIFIGAN, ModelCard, load_component, save_model_dir
 from ..errors import TTSError
+from ..models.dvae import DVAEConfig
 from ..sampling.options import Options
 from ..text.phonemes import PhonemeTokenizer
 
@@ -57,8 +58,9 @@ def chunk_tokens(items: Sequence, percentile: float = CHUNK_PERCENTILE) -> int:
     return lengths[min(len(lengths) - 1, math.ceil(percentile / 100 * len(lengths)) - 1)]
 
 
-#: Mel frames per code of the DVAEs that `Options.max_mel_tokens` (Tortoise's 500 codes, ~23 s) was set for.
-DEFAULT_FRAMES_PER_CODE = 4
+#: Mel frames per code of the DVAEs that `Options.max_mel_tokens` (Tortoise's 500 codes, ~23 s) was set
+#: for: Tortoise's, which is the default DVAEConfig's.
+DEFAULT_FRAMES_PER_CODE = DVAEConfig().downsample_factor
 
 
 def max_chunk_codes(downsample_factor: int, gpt_limit: int) -> int:
@@ -83,6 +85,11 @@ SMALL_PRESETS = {
     name: {**SMALL_SAMPLING, "candidates": candidates, "diffusion_steps": steps}
     for name, candidates, steps in (("ultra_fast", 1, 4), ("fast", 8, 8), ("standard", 16, 16), ("high_quality", 32, 32))
 }
+
+
+def under_presets(presets: dict | None, **settings) -> dict:
+    """Every small-model preset (and any other in `presets`) with `settings` beneath its own."""
+    return {name: {**settings, **(presets or {}).get(name, {})} for name in {*SMALL_PRESETS, *(presets or {})}}
 
 
 def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: str | Path | None,
@@ -139,12 +146,10 @@ def export_model(dst: str | Path, gpt_path: str | Path | None, diffusion_path: s
             raise TTSError(f"corpus {corpus} has no utterances")
         per_token = codes_per_text_token(items, dvae.config.downsample_factor)
         longest = min(chunk_tokens(items), modules["gpt"].config.max_text_tokens - 1)
-        presets = {name: {"min_length_ratio": MIN_LENGTH_RATIO, **(presets or {}).get(name, {})}
-                   for name in {*SMALL_PRESETS, *(presets or {})}}
+        presets = under_presets(presets, min_length_ratio=MIN_LENGTH_RATIO)
     if gpt_path is not None and dvae.config.downsample_factor != DEFAULT_FRAMES_PER_CODE:
-        cap = max_chunk_codes(dvae.config.downsample_factor, modules["gpt"].config.max_mel_tokens)
-        presets = {name: {"max_mel_tokens": cap, **(presets or {}).get(name, {})}
-                       for name in {*SMALL_PRESETS, *(presets or {})}}
+        presets = under_presets(presets, max_mel_tokens=max_chunk_codes(
+            dvae.config.downsample_factor, modules["gpt"].config.max_mel_tokens))
     card = ModelCard(
         name=name, tokenizer="phonemes", phonemes=PhonemeTokenizer().to_dict(),
         cond_mel=audio.HIFIGAN_MEL.name, cond_samples=cond_samples, cond_norm="range",
