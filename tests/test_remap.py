@@ -71,3 +71,45 @@ def test_a_code_rate_must_grow_by_a_whole_factor():
     for old, new in ((2, 4), (4, 3)):
         with pytest.raises(TTSError, match="whole factor"):
             rate_factor(dvae(old), dvae(new))
+
+
+def test_codes_are_paired_by_the_frames_they_cover():
+    """At twice the rate, new codes 2k and 2k + 1 lie inside old code k; a new sequence longer than
+    twice the old one is cut."""
+    from tts.train.remap import code_cooccurrence
+
+    old = torch.tensor([3, 0, 1])
+    new = torch.tensor([5, 5, 2, 4, 0, 0, 1])  # the last code has no old partner
+    counts = code_cooccurrence([(old, new), (old[:1], new[:2])], factor=2, k_old=4, k_new=6)
+    assert counts.shape == (6, 4)
+    assert counts[5, 3] == 4 and counts[2, 0] == 1 and counts[4, 0] == 1 and counts[0, 1] == 2
+    assert counts.sum() == 8
+
+
+def test_counted_use_chooses_the_source_and_splits_its_probability():
+    """Codebooks that say nothing (the new codes all nearest to old code 0) lose to counted use: each
+    new code reads as the old code it was seen beside, and a source's probability is shared in
+    proportion to its new codes' uses."""
+    from tts.train.remap import code_cooccurrence
+
+    torch.manual_seed(0)
+    old_gpt = SpeechGPT(tiny_config(number_mel_codes=6, dropout=0.0)).eval()
+    old_book = F.normalize(torch.randn(4, 8), dim=1)
+    new_book = old_book[[0, 0, 0, 0, 0]]
+    source = torch.tensor([2, 2, 1, 3, 0])  # where each new code is seen
+    old_codes = torch.tensor([2, 1, 3, 0, 2])
+    new_codes = torch.tensor([0, 2, 3, 4, 1])
+    pairs = [(old_codes, new_codes)] + [(torch.tensor([2]), torch.tensor([0]))] * 2
+    counts = code_cooccurrence(pairs, factor=1, k_old=4, k_new=5)
+    assert counts.argmax(1).tolist() == source.tolist()
+    new_gpt = remap_speech_codes(old_gpt, old_book, new_book, counts)
+
+    cond, text = torch.randn(1, 64), torch.randint(0, 30, (1, 5))
+    with torch.no_grad():
+        _, old_logits = old_gpt(cond, text, old_codes[None, :4])
+        _, new_logits = new_gpt(cond, text, new_codes[None, :4])
+    old_p, new_p = old_logits.softmax(1)[0], new_logits.softmax(1)[0]
+    grouped = torch.zeros_like(old_p).index_add_(0, torch.cat([source, torch.tensor([4, 5])]), new_p)
+    torch.testing.assert_close(grouped, old_p, atol=1e-5, rtol=1e-4)
+    # new codes 0 (3 uses + 1) and 1 (1 use + 1) share old code 2: 4 to 2
+    torch.testing.assert_close(new_p[0] / new_p[1], torch.full_like(new_p[0], 2.0), rtol=1e-4, atol=0)

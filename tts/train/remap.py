@@ -1,13 +1,17 @@
 """Carry a trained GPT over to a new DVAE codebook, so that its training goes on instead of restarting.
 
-    python -m tts.train.remap GPT OLD_DVAE NEW_DVAE OUT
+    python -m tts.train.remap GPT OLD_DVAE NEW_DVAE OUT [--corpus DIR [--utterances 2000]]
 
-When a DVAE is retrained from an old one (`[task] init_partial`, say with a bigger codebook), its
-encoder still writes into nearly the same space, so each new code has a nearest old code. The new GPT
-takes, for every new code, the speech embedding and output row of that old code. Where n new codes
-share one old code, each of their output biases loses log(n): the group's total probability is then
-the old code's, and the remapped GPT starts out predicting what the old one did. Everything else
-(text side, transformer, voice encoder, position tables) is copied as it is.
+Every new code takes the speech embedding and output row of one old code, its source. With
+`--corpus`, the source is the old code the new one most often stands beside: both DVAEs encode the
+same utterances, and each new code is counted against the old code covering the same mel frames.
+Without it, the source is the old code nearest in the codebooks' shared space, which holds only
+while the new encoder writes where the old one did (a DVAE retrained with `[task] init_partial`
+whose encoder changed drifts away from it: the x2 DVAE's nearest codes covered 377 of 1,024 old
+ones). Where several new codes share a source, each output bias gets the log of its share of the
+group's uses (log 1/n when uses are not counted): the group's total probability is the old code's,
+and the remapped GPT starts out predicting what the old one did. Everything else (text side,
+transformer, voice encoder, position tables) is copied as it is.
 
 When the new DVAE also writes more codes a second (fewer mel frames per code: the x2 DVAE writes one
 per 2 frames where the old one wrote one per 4), the speech position table is stretched by that
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -36,15 +41,34 @@ def nearest_old_codes(old_codebook: torch.Tensor, new_codebook: torch.Tensor) ->
     return (new_codebook.float() @ old_codebook.float().t()).argmax(dim=1)
 
 
+def code_cooccurrence(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], factor: int, k_old: int,
+                      k_new: int) -> torch.Tensor:
+    """Codes of the same utterances from both DVAEs, (old (T,), new (about factor T,)) a pair ->
+    (K_new, K_old) counts: new code i covers the mel frames of old code i // factor."""
+    counts = torch.zeros(k_new * k_old, dtype=torch.float64)
+    for old, new in pairs:
+        n = min(len(new), len(old) * factor)
+        pair_ids = new[:n].long() * k_old + old.long()[torch.arange(n) // factor]
+        counts += torch.bincount(pair_ids, minlength=k_new * k_old).double()
+    return counts.view(k_new, k_old)
+
+
 @torch.no_grad()
-def remap_speech_codes(gpt: SpeechGPT, old_codebook: torch.Tensor, new_codebook: torch.Tensor) -> SpeechGPT:
-    """`gpt` reads and writes the codes of `old_codebook` (K_old, d) -> a GPT for `new_codebook` (K_new, d)."""
+def remap_speech_codes(gpt: SpeechGPT, old_codebook: torch.Tensor, new_codebook: torch.Tensor,
+                       counts: torch.Tensor | None = None) -> SpeechGPT:
+    """`gpt` reads and writes the codes of `old_codebook` (K_old, d) -> a GPT for `new_codebook` (K_new, d).
+    `counts` (K_new, K_old), from `code_cooccurrence`, chooses each new code's source where it was seen."""
     k_old, k_new = old_codebook.shape[0], new_codebook.shape[0]
     codes = gpt.config.start_mel_token  # the speech vocabulary is the codes, then start and stop
     if codes != k_old:
         raise TTSError(f"the GPT reads {codes} codes, the old DVAE has {k_old}")
     source = nearest_old_codes(old_codebook, new_codebook)  # (K_new,)
-    shared = torch.bincount(source, minlength=k_old).float()  # new codes per old code
+    uses = torch.ones(k_new, dtype=torch.float64)  # (K_new,) how often each new code is used
+    if counts is not None:
+        seen = counts.sum(1) > 0
+        source = torch.where(seen, counts.argmax(1), source)
+        uses = counts.sum(1) + 1  # one more: a code never seen keeps some probability
+    group = torch.zeros(k_old, dtype=torch.float64).index_add_(0, source, uses)  # (K_old,) uses per source
     specials = torch.arange(k_old, gpt.config.number_mel_codes)  # start and stop map to themselves
     rows = torch.cat([source, specials])
     config = dataclasses.replace(gpt.config, number_mel_codes=k_new + len(specials))
@@ -53,7 +77,7 @@ def remap_speech_codes(gpt: SpeechGPT, old_codebook: torch.Tensor, new_codebook:
     state["mel_embedding.weight"] = gpt.mel_embedding.weight[rows].clone()
     state["mel_head.weight"] = gpt.mel_head.weight[rows].clone()
     bias = gpt.mel_head.bias[rows].clone()
-    bias[:k_new] -= torch.log(shared[source].clamp_min(1))
+    bias[:k_new] += torch.log(uses / group[source]).to(bias.dtype)
     state["mel_head.bias"] = bias
     new.load_state_dict(state)
     return new.eval()
@@ -97,18 +121,42 @@ def main() -> None:
     parser.add_argument("old_dvae", help="the DVAE whose codes that GPT learned")
     parser.add_argument("new_dvae", help="the retrained DVAE")
     parser.add_argument("out", help="where the remapped GPT goes (a component file; [task] init of a GPT run)")
+    parser.add_argument("--corpus", help="a corpus both DVAEs encode, to pair the codes by use")
+    parser.add_argument("--utterances", type=int, default=2000, help="how many of its utterances (a spread sample)")
     args = parser.parse_args()
 
     gpt = load_component(args.gpt, "gpt")
     old_dvae, new_dvae = (load_component(p, "dvae") for p in (args.old_dvae, args.new_dvae))
     factor = rate_factor(old_dvae, new_dvae)
     old, new = old_dvae.quantizer.codebook, new_dvae.quantizer.codebook
-    remapped = stretch_code_rate(remap_speech_codes(gpt, old, new), factor)
-    used = nearest_old_codes(old, new).unique().numel()
+    counts = None
+    if args.corpus:
+        counts = code_cooccurrence(corpus_code_pairs(args.corpus, old_dvae, new_dvae, args.utterances),
+                                   factor, old.shape[0], new.shape[0])
+    remapped = stretch_code_rate(remap_speech_codes(gpt, old, new, counts), factor)
     save_component(args.out, "gpt", remapped)
+    if counts is None:
+        used = nearest_old_codes(old, new).unique().numel()
+        how = "nearest in the codebooks"
+    else:
+        seen = counts.sum(1) > 0
+        used = torch.where(seen, counts.argmax(1), nearest_old_codes(old, new)).unique().numel()
+        how = f"by use over {int(counts.sum())} codes; {int(seen.sum())} new codes seen"
     rate = f"; {factor} times the codes a second ({remapped.config.mel_positions} speech positions)" if factor > 1 else ""
-    print(f"{args.out}: {new.shape[0]} codes from {used} of the old {old.shape[0]} "
-          f"(on average {new.shape[0] / used:.1f} new codes share an old one){rate}")
+    print(f"{args.out}: {new.shape[0]} codes from {used} of the old {old.shape[0]} ({how}){rate}")
+
+
+def corpus_code_pairs(root: str, old_dvae, new_dvae, limit: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Both DVAEs' codes of up to `limit` corpus utterances, spread over the whole corpus (cached in it)."""
+    from .data import Corpus
+    from .tasks import component_id
+
+    corpus = Corpus(root)
+    items = corpus.items[::max(1, len(corpus.items) // limit)][:limit]
+    ids = component_id(old_dvae), component_id(new_dvae)
+    for utt in items:
+        yield (torch.from_numpy(corpus.codes(utt, old_dvae, ids[0])),
+               torch.from_numpy(corpus.codes(utt, new_dvae, ids[1])))
 
 
 if __name__ == "__main__":
