@@ -53,6 +53,16 @@ def code_cooccurrence(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], factor
     return counts.view(k_new, k_old)
 
 
+def source_codes(old_codebook: torch.Tensor, new_codebook: torch.Tensor,
+                 counts: torch.Tensor | None = None) -> torch.Tensor:
+    """(K_new,) each new code's source: the old code it was most often seen beside in `counts`
+    (K_new, K_old), else the nearest old code in the codebooks."""
+    nearest = nearest_old_codes(old_codebook, new_codebook)
+    if counts is None:
+        return nearest
+    return torch.where(counts.sum(1) > 0, counts.argmax(1), nearest)
+
+
 @torch.no_grad()
 def remap_speech_codes(gpt: SpeechGPT, old_codebook: torch.Tensor, new_codebook: torch.Tensor,
                        counts: torch.Tensor | None = None) -> SpeechGPT:
@@ -62,12 +72,9 @@ def remap_speech_codes(gpt: SpeechGPT, old_codebook: torch.Tensor, new_codebook:
     codes = gpt.config.start_mel_token  # the speech vocabulary is the codes, then start and stop
     if codes != k_old:
         raise TTSError(f"the GPT reads {codes} codes, the old DVAE has {k_old}")
-    source = nearest_old_codes(old_codebook, new_codebook)  # (K_new,)
-    uses = torch.ones(k_new, dtype=torch.float64)  # (K_new,) how often each new code is used
-    if counts is not None:
-        seen = counts.sum(1) > 0
-        source = torch.where(seen, counts.argmax(1), source)
-        uses = counts.sum(1) + 1  # one more: a code never seen keeps some probability
+    source = source_codes(old_codebook, new_codebook, counts)  # (K_new,)
+    # (K_new,) how often each new code is used; one more: a code never seen keeps some probability
+    uses = torch.ones(k_new, dtype=torch.float64) if counts is None else counts.sum(1) + 1
     group = torch.zeros(k_old, dtype=torch.float64).index_add_(0, source, uses)  # (K_old,) uses per source
     specials = torch.arange(k_old, gpt.config.number_mel_codes)  # start and stop map to themselves
     rows = torch.cat([source, specials])
@@ -124,6 +131,8 @@ def main() -> None:
     parser.add_argument("--corpus", help="a corpus both DVAEs encode, to pair the codes by use")
     parser.add_argument("--utterances", type=int, default=2000, help="how many of its utterances (a spread sample)")
     args = parser.parse_args()
+    if args.utterances < 1:
+        raise TTSError(f"--utterances must be at least 1, got {args.utterances}")
 
     gpt = load_component(args.gpt, "gpt")
     old_dvae, new_dvae = (load_component(p, "dvae") for p in (args.old_dvae, args.new_dvae))
@@ -135,13 +144,9 @@ def main() -> None:
                                    factor, old.shape[0], new.shape[0])
     remapped = stretch_code_rate(remap_speech_codes(gpt, old, new, counts), factor)
     save_component(args.out, "gpt", remapped)
-    if counts is None:
-        used = nearest_old_codes(old, new).unique().numel()
-        how = "nearest in the codebooks"
-    else:
-        seen = counts.sum(1) > 0
-        used = torch.where(seen, counts.argmax(1), nearest_old_codes(old, new)).unique().numel()
-        how = f"by use over {int(counts.sum())} codes; {int(seen.sum())} new codes seen"
+    used = source_codes(old, new, counts).unique().numel()
+    how = ("nearest in the codebooks" if counts is None else
+           f"by use over {int(counts.sum())} codes; {int((counts.sum(1) > 0).sum())} new codes seen")
     rate = f"; {factor} times the codes a second ({remapped.config.mel_positions} speech positions)" if factor > 1 else ""
     print(f"{args.out}: {new.shape[0]} codes from {used} of the old {old.shape[0]} ({how}){rate}")
 
