@@ -70,7 +70,7 @@ def ablate(log_mel: torch.Tensor, block: int, keep: int) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("voices")
-    parser.add_argument("--ablations", default="1:80,4:80,1:20,4:20")
+    parser.add_argument("--ablations", default="1:80,4:80,1:20,4:20", help='"" for none (G1 alone)')
     parser.add_argument("--cache", default="/work/gates")
     parser.add_argument("--sentences", type=int, default=30)
     parser.add_argument("--dvae", help="also decode each mel through this DVAE (G1)")
@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--transcripts", action="store_true", help="print the misheard sentences")
     parser.add_argument("--vocoder", default=UNIVERSAL_HIFIGAN, help="a hifigan component instead of the universal one")
     args = parser.parse_args()
-    ablations = [parse_ablation(a) for a in args.ablations.split(",")]
+    ablations = [parse_ablation(a) for a in args.ablations.split(",") if a]  # "" : G1 alone
     torch.set_num_threads(1)
     vocoder, judges = load_hifigan(args.vocoder).eval(), load_judges(threads=1)
     dvae = None
